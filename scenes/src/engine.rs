@@ -1,0 +1,306 @@
+//! The sans-IO engine: events and timeouts in, commands and outcomes out.
+//!
+//! In the style of quinn-proto: `handle_event(now, ev)`, `handle_timeout(now)`,
+//! `poll_timeout()`, `poll()`. The engine never reads a clock or touches a device; the
+//! gateway's main loop feeds it and carries its commands to the drivers.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+
+use crate::model::{
+    Action, Booking, BookingId, Occupancy, RoomConfig, RoomId, RoomKind, RoomState,
+};
+use crate::room::{Room, RoomView};
+use crate::time::{Span, Timestamp};
+
+/// An input to the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A booking was created or changed (from the hub, or locally from a door panel).
+    BookingUpserted(Booking),
+    /// A booking was cancelled.
+    BookingCancelled { room: RoomId, booking: BookingId },
+    /// The room's presence sensors changed (or became unavailable: `Unknown`).
+    Occupancy { room: RoomId, occupancy: Occupancy },
+    /// Someone checked in at the room (reader, panel, API).
+    CheckIn { room: RoomId, method: CheckInMethod },
+    /// Someone asked for a scene by name.
+    RunScene {
+        room: RoomId,
+        scene: String,
+        by: String,
+    },
+}
+
+/// How a check-in happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckInMethod {
+    /// Button or PIN on the door panel.
+    Panel,
+    /// Card or QR at the room's reader.
+    Card,
+    /// Presence in the check-in window, where the policy allows it.
+    Presence,
+    /// The local API or the hub.
+    Remote,
+}
+
+impl fmt::Display for CheckInMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckInMethod::Panel => "door panel",
+            CheckInMethod::Card => "card",
+            CheckInMethod::Presence => "presence",
+            CheckInMethod::Remote => "remote",
+        })
+    }
+}
+
+/// Why a booking was released before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseCause {
+    NoShow,
+    Vacancy,
+}
+
+/// Why the engine did something. Structured so the gateway can render times in the site's
+/// time zone; `Display` renders them in UTC.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reason {
+    HvacPrepare { start: Timestamp, lead: Span },
+    MeetingPrepare { start: Timestamp, lead: Span },
+    MeetingStart { start: Timestamp },
+    CheckedIn { method: CheckInMethod },
+    NoMeetingToCheckIn,
+    NoShow { deadline: Timestamp, grace: Span },
+    VacancyStepDown { since: Timestamp, after: Span },
+    VacancyRelease { since: Timestamp, after: Span },
+    VacancyOff { since: Timestamp, after: Span },
+    PresenceBack,
+    MeetingEnd { end: Timestamp },
+    BackToBack { next_start: Timestamp },
+    StillOccupiedAtEnd { end: Timestamp },
+    Cancelled,
+    WalkIn,
+    BookingTakesOver { start: Timestamp },
+    Manual { scene: String, by: String },
+    State { state: RoomState },
+}
+
+impl Reason {
+    /// Renders the reason with times formatted by `clock` (the site's time zone).
+    pub fn render_with(&self, clock: &dyn Fn(Timestamp) -> String) -> String {
+        match self {
+            Reason::HvacPrepare { start, lead } => {
+                format!(
+                    "pre-conditioning for the meeting at {} ({lead} ahead)",
+                    clock(*start)
+                )
+            }
+            Reason::MeetingPrepare { start, lead } => {
+                format!("meeting at {} ({lead} ahead)", clock(*start))
+            }
+            Reason::MeetingStart { start } => format!("meeting started at {}", clock(*start)),
+            Reason::CheckedIn { method } => format!("checked in by {method}"),
+            Reason::NoMeetingToCheckIn => "no meeting to check in to right now".to_owned(),
+            Reason::NoShow { deadline, grace } => {
+                format!("no check-in by {} (policy: {grace})", clock(*deadline))
+            }
+            Reason::VacancyStepDown { since, after } => format!(
+                "nobody seen since {}: lights step down after {after}",
+                clock(*since)
+            ),
+            Reason::VacancyRelease { since, after } => {
+                format!("nobody seen since {} (policy: {after})", clock(*since))
+            }
+            Reason::VacancyOff { since, after } => format!(
+                "room empty since {}: everything off after {after}",
+                clock(*since)
+            ),
+            Reason::PresenceBack => "presence again: lights restored".to_owned(),
+            Reason::MeetingEnd { end } => format!("meeting ended at {}", clock(*end)),
+            Reason::BackToBack { next_start } => format!(
+                "next meeting at {} follows: the room stays as it is",
+                clock(*next_start)
+            ),
+            Reason::StillOccupiedAtEnd { end } => format!(
+                "meeting ended at {} with people still in the room: devices stay on until it is empty",
+                clock(*end)
+            ),
+            Reason::Cancelled => "booking cancelled".to_owned(),
+            Reason::WalkIn => "presence in an instant-use room".to_owned(),
+            Reason::BookingTakesOver { start } => {
+                format!("a booking starts at {}", clock(*start))
+            }
+            Reason::Manual { scene, by } => format!("scene '{scene}' run by {by}"),
+            Reason::State { state } => format!("room is {state}"),
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render_with(&|t: Timestamp| t.utc_hh_mm()))
+    }
+}
+
+/// A command for one room capability, with its reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub at: Timestamp,
+    pub room: RoomId,
+    pub action: Action,
+    pub reason: Reason,
+}
+
+/// What happened to a booking or a room, for the activity log and the hub.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutcomeKind {
+    MeetingStarted,
+    CheckedIn(CheckInMethod),
+    CheckInRefused,
+    Released(ReleaseCause),
+    Ended,
+    Cancelled,
+    WalkInStarted,
+    WalkInEnded,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub at: Timestamp,
+    pub room: RoomId,
+    pub booking: Option<BookingId>,
+    pub kind: OutcomeKind,
+    pub reason: Reason,
+}
+
+/// Everything the engine emits, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Command(Command),
+    Outcome(Outcome),
+    /// The door-sign state of a room changed.
+    State {
+        at: Timestamp,
+        room: RoomId,
+        state: RoomState,
+    },
+}
+
+/// An event the engine refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown room '{0}'")]
+    UnknownRoom(RoomId),
+    #[error("room '{room}' has no scene named '{scene}'")]
+    UnknownScene { room: RoomId, scene: String },
+    #[error("room '{0}' is closed: it takes no bookings, check-ins or scenes")]
+    RoomClosed(RoomId),
+    #[error("booking '{0}' ends before it starts")]
+    BookingEndsBeforeStart(BookingId),
+    #[error("room '{0}' is declared twice")]
+    DuplicateRoom(RoomId),
+}
+
+/// The automation engine of a floor.
+#[derive(Debug)]
+pub struct Engine {
+    rooms: Vec<Room>,
+    by_id: HashMap<RoomId, usize>,
+    timers: BTreeSet<(Timestamp, usize)>,
+    wake: Vec<Option<Timestamp>>,
+    out: VecDeque<Output>,
+}
+
+impl Engine {
+    /// Builds an engine for these rooms. Every room is evaluated at the first `handle_timeout`.
+    pub fn new(rooms: Vec<RoomConfig>) -> Result<Engine, EngineError> {
+        let mut by_id = HashMap::new();
+        for (i, r) in rooms.iter().enumerate() {
+            if by_id.insert(r.id.clone(), i).is_some() {
+                return Err(EngineError::DuplicateRoom(r.id.clone()));
+            }
+        }
+        let n = rooms.len();
+        let first = Timestamp::from_millis(i64::MIN);
+        Ok(Engine {
+            rooms: rooms.into_iter().map(Room::new).collect(),
+            by_id,
+            timers: (0..n).map(|i| (first, i)).collect(),
+            wake: vec![Some(first); n],
+            out: VecDeque::new(),
+        })
+    }
+
+    fn index(&self, room: &RoomId) -> Result<usize, EngineError> {
+        self.by_id
+            .get(room)
+            .copied()
+            .ok_or_else(|| EngineError::UnknownRoom(room.clone()))
+    }
+
+    /// Feeds one event. On error nothing changed.
+    pub fn handle_event(&mut self, now: Timestamp, event: Event) -> Result<(), EngineError> {
+        let idx = match &event {
+            Event::BookingUpserted(b) => self.index(&b.room)?,
+            Event::BookingCancelled { room, .. }
+            | Event::Occupancy { room, .. }
+            | Event::CheckIn { room, .. }
+            | Event::RunScene { room, .. } => self.index(room)?,
+        };
+        self.rooms[idx].apply(now, event, &mut self.out)?;
+        self.reschedule(idx, now);
+        Ok(())
+    }
+
+    /// Runs every room whose timer is due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        while let Some(&(t, idx)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.wake[idx] = None;
+            self.rooms[idx].evaluate(now, &mut self.out);
+            self.reschedule(idx, now);
+        }
+    }
+
+    /// When the engine next needs `handle_timeout`, if ever.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        self.timers.first().map(|(t, _)| *t)
+    }
+
+    /// The next output, in the order the engine produced them.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// A read-only view of one room, for APIs and door panels.
+    pub fn room(&self, room: &RoomId) -> Option<RoomView<'_>> {
+        self.by_id.get(room).map(|&i| self.rooms[i].view())
+    }
+
+    /// Every room's view, in configuration order.
+    pub fn rooms(&self) -> impl Iterator<Item = RoomView<'_>> {
+        self.rooms.iter().map(Room::view)
+    }
+
+    /// Whether a room accepts bookings at all.
+    pub fn is_bookable(&self, room: &RoomId) -> bool {
+        self.by_id
+            .get(room)
+            .is_some_and(|&i| self.rooms[i].kind() != RoomKind::Closed)
+    }
+
+    fn reschedule(&mut self, idx: usize, now: Timestamp) {
+        if let Some(old) = self.wake[idx].take() {
+            self.timers.remove(&(old, idx));
+        }
+        if let Some(t) = self.rooms[idx].next_wake(now) {
+            self.timers.insert((t, idx));
+            self.wake[idx] = Some(t);
+        }
+    }
+}

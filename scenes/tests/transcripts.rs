@@ -1,0 +1,572 @@
+//! Engine transcripts: a timeline in, the command and outcome log out.
+//!
+//! Each test reads as a day in a room. Snapshots are reviewed by hand; regenerate them with
+//! `UPDATE_EXPECT=1 cargo test -p scenes` and read the diff before committing.
+
+use expect_test::{Expect, expect};
+use scenes::{
+    Action, Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, Output,
+    Policy, RoomConfig, RoomId, RoomKind, Scene, Span, Step, Timestamp,
+};
+
+fn t(hhmm: &str) -> Timestamp {
+    let (h, m) = hhmm.split_once(':').expect("hh:mm");
+    let minutes: i64 = h.parse::<i64>().expect("hour") * 60 + m.parse::<i64>().expect("minute");
+    Timestamp::from_millis(minutes * 60_000)
+}
+
+struct Day {
+    engine: Engine,
+    now: Timestamp,
+    log: Vec<String>,
+}
+
+impl Day {
+    fn new(rooms: Vec<RoomConfig>) -> Day {
+        let mut day = Day {
+            engine: Engine::new(rooms).expect("rooms"),
+            now: t("07:00"),
+            log: Vec::new(),
+        };
+        day.engine.handle_timeout(day.now);
+        day.drain();
+        day
+    }
+
+    /// Runs every timer up to `until`, in order, as a real clock would.
+    fn run_until(&mut self, until: &str) {
+        let until = t(until);
+        while let Some(next) = self.engine.poll_timeout() {
+            if next > until {
+                break;
+            }
+            self.now = next.max(self.now);
+            self.engine.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    fn at(&mut self, when: &str, event: Event) {
+        self.run_until(when);
+        self.engine
+            .handle_event(self.now, event)
+            .expect("event accepted");
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.engine.poll() {
+            self.log.push(match o {
+                Output::Command(c) => format!("{} {} {} — {}", c.at, c.room, c.action, c.reason),
+                Output::Outcome(o) => format!(
+                    "{} {} {:?}{} — {}",
+                    o.at,
+                    o.room,
+                    o.kind,
+                    o.booking.map(|b| format!(" [{b}]")).unwrap_or_default(),
+                    o.reason
+                ),
+                Output::State { at, room, state } => format!("{at} {room} state {state}"),
+            });
+        }
+    }
+
+    fn check(mut self, until: &str, expect: Expect) {
+        self.run_until(until);
+        expect.assert_eq(&(self.log.join("\n") + "\n"));
+    }
+}
+
+fn room(id: &str) -> RoomConfig {
+    RoomConfig::new(id, id, RoomKind::Bookable)
+}
+
+fn booking(id: &str, room: &str, start: &str, end: &str) -> Event {
+    Event::BookingUpserted(Booking {
+        id: BookingId::from(id),
+        room: RoomId::from(room),
+        start: t(start),
+        end: t(end),
+        subject: "Weekly".into(),
+        organizer: "ana@example.com".into(),
+    })
+}
+
+fn occupancy(room: &str, o: Occupancy) -> Event {
+    Event::Occupancy {
+        room: RoomId::from(room),
+        occupancy: o,
+    }
+}
+
+fn check_in(room: &str) -> Event {
+    Event::CheckIn {
+        room: RoomId::from(room),
+        method: CheckInMethod::Panel,
+    }
+}
+
+#[test]
+fn checked_in_meeting_prepares_runs_and_leaves() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", occupancy("r1", Occupancy::Vacant));
+    day.at("08:57", occupancy("r1", Occupancy::Occupied));
+    day.at("09:03", check_in("r1"));
+    day.at("09:58", occupancy("r1", Occupancy::Vacant));
+    day.check(
+        "11:00",
+        expect![[r#"
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:03 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:03 r1 state in_meeting
+            09:03 r1 status light Red — room is in_meeting
+            10:00 r1 Ended [b1] — meeting ended at 10:00
+            10:00 r1 curtains 100% — meeting ended at 10:00
+            10:00 r1 lights off — meeting ended at 10:00
+            10:00 r1 sockets off — meeting ended at 10:00
+            10:00 r1 hvac off — meeting ended at 10:00
+            10:00 r1 state free
+            10:00 r1 status light Green — room is free
+        "#]],
+    );
+}
+
+#[test]
+fn nobody_checks_in_and_the_booking_is_released_as_a_no_show() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", occupancy("r1", Occupancy::Vacant));
+    day.check(
+        "10:30",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:03 r1 lights 30% — nobody seen since 08:58: lights step down after 5 min
+        09:10 r1 Released(NoShow) [b1] — no check-in by 09:10 (policy: 10 min)
+        09:10 r1 curtains 100% — no check-in by 09:10 (policy: 10 min)
+        09:10 r1 lights off — no check-in by 09:10 (policy: 10 min)
+        09:10 r1 sockets off — no check-in by 09:10 (policy: 10 min)
+        09:10 r1 hvac off — no check-in by 09:10 (policy: 10 min)
+        09:10 r1 state free
+        09:10 r1 status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn an_emptied_meeting_steps_lights_down_then_is_released_for_vacancy() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "11:00"));
+    day.at("09:01", occupancy("r1", Occupancy::Occupied));
+    day.at("09:02", check_in("r1"));
+    day.at("09:20", occupancy("r1", Occupancy::Vacant));
+    day.check(
+        "10:00",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:02 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:02 r1 state in_meeting
+        09:02 r1 status light Red — room is in_meeting
+        09:25 r1 lights 30% — nobody seen since 09:20: lights step down after 5 min
+        09:35 r1 Released(Vacancy) [b1] — nobody seen since 09:20 (policy: 15 min)
+        09:35 r1 curtains 100% — nobody seen since 09:20 (policy: 15 min)
+        09:35 r1 lights off — nobody seen since 09:20 (policy: 15 min)
+        09:35 r1 sockets off — nobody seen since 09:20 (policy: 15 min)
+        09:35 r1 hvac off — nobody seen since 09:20 (policy: 15 min)
+        09:35 r1 state free
+        09:35 r1 status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn presence_returning_before_release_restores_the_lights() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("09:01", check_in("r1"));
+    day.at("09:10", occupancy("r1", Occupancy::Vacant));
+    day.at("09:18", occupancy("r1", Occupancy::Occupied));
+    day.check(
+        "09:59",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:01 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:01 r1 state in_meeting
+        09:01 r1 status light Red — room is in_meeting
+        09:15 r1 lights 30% — nobody seen since 09:10: lights step down after 5 min
+        09:18 r1 lights 100% — presence again: lights restored
+    "#]],
+    );
+}
+
+#[test]
+fn people_staying_after_the_end_get_a_staged_shutdown_when_they_leave() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:59", occupancy("r1", Occupancy::Occupied));
+    day.at("09:00", check_in("r1"));
+    day.at("10:07", occupancy("r1", Occupancy::Vacant));
+    day.check("11:00", expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:00 r1 state in_meeting
+        09:00 r1 status light Red — room is in_meeting
+        10:00 r1 Ended [b1] — meeting ended at 10:00 with people still in the room: devices stay on until it is empty
+        10:00 r1 state occupied
+        10:00 r1 status light Red — room is occupied
+        10:12 r1 lights 30% — nobody seen since 10:07: lights step down after 5 min
+        10:22 r1 curtains 100% — room empty since 10:07: everything off after 15 min
+        10:22 r1 lights off — room empty since 10:07: everything off after 15 min
+        10:22 r1 sockets off — room empty since 10:07: everything off after 15 min
+        10:22 r1 hvac off — room empty since 10:07: everything off after 15 min
+        10:22 r1 state free
+        10:22 r1 status light Green — room is free
+    "#]]);
+}
+
+#[test]
+fn back_to_back_meetings_keep_the_room_as_it_is() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", booking("b2", "r1", "10:00", "11:00"));
+    day.at("09:00", check_in("r1"));
+    day.at("10:02", check_in("r1"));
+    day.at("10:30", occupancy("r1", Occupancy::Vacant));
+    day.check(
+        "11:30",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:00 r1 state in_meeting
+        09:00 r1 status light Red — room is in_meeting
+        10:00 r1 Ended [b1] — next meeting at 10:00 follows: the room stays as it is
+        10:00 r1 MeetingStarted [b2] — meeting started at 10:00
+        10:00 r1 state starting_soon
+        10:00 r1 status light YellowBlinking — room is starting_soon
+        10:02 r1 CheckedIn(Panel) [b2] — checked in by door panel
+        10:02 r1 state in_meeting
+        10:02 r1 status light Red — room is in_meeting
+        10:35 r1 lights 30% — nobody seen since 10:30: lights step down after 5 min
+        10:45 r1 Released(Vacancy) [b2] — nobody seen since 10:30 (policy: 15 min)
+        10:45 r1 curtains 100% — nobody seen since 10:30 (policy: 15 min)
+        10:45 r1 lights off — nobody seen since 10:30 (policy: 15 min)
+        10:45 r1 sockets off — nobody seen since 10:30 (policy: 15 min)
+        10:45 r1 hvac off — nobody seen since 10:30 (policy: 15 min)
+        10:45 r1 state free
+        10:45 r1 status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn an_instant_use_room_is_occupied_by_presence_and_freed_by_absence() {
+    let mut day = Day::new(vec![RoomConfig::new(
+        "huddle",
+        "Huddle",
+        RoomKind::InstantUse,
+    )]);
+    day.at("09:00", occupancy("huddle", Occupancy::Occupied));
+    day.at("09:40", occupancy("huddle", Occupancy::Vacant));
+    day.at("09:43", occupancy("huddle", Occupancy::Occupied));
+    day.at("09:50", occupancy("huddle", Occupancy::Vacant));
+    day.check(
+        "10:30",
+        expect![[r#"
+        07:00 huddle state free
+        07:00 huddle status light Green — room is free
+        09:00 huddle WalkInStarted — presence in an instant-use room
+        09:00 huddle lights 100% — presence in an instant-use room
+        09:00 huddle sockets on — presence in an instant-use room
+        09:00 huddle curtains 100% — presence in an instant-use room
+        09:00 huddle state occupied
+        09:00 huddle status light Red — room is occupied
+        09:55 huddle lights 30% — nobody seen since 09:50: lights step down after 5 min
+        10:05 huddle WalkInEnded — room empty since 09:50: everything off after 15 min
+        10:05 huddle curtains 100% — room empty since 09:50: everything off after 15 min
+        10:05 huddle lights off — room empty since 09:50: everything off after 15 min
+        10:05 huddle sockets off — room empty since 09:50: everything off after 15 min
+        10:05 huddle hvac off — room empty since 09:50: everything off after 15 min
+        10:05 huddle state free
+        10:05 huddle status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn presence_checks_in_where_the_policy_allows_it() {
+    let mut cfg = room("r1");
+    cfg.policy.checkin_on_presence = true;
+    let mut day = Day::new(vec![cfg]);
+    day.at("08:00", booking("b1", "r1", "09:00", "09:30"));
+    day.at("08:30", occupancy("r1", Occupancy::Occupied));
+    day.check("09:31", expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 CheckedIn(Presence) [b1] — checked in by presence
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:00 r1 state in_meeting
+        09:00 r1 status light Red — room is in_meeting
+        09:30 r1 Ended [b1] — meeting ended at 09:30 with people still in the room: devices stay on until it is empty
+        09:30 r1 state occupied
+        09:30 r1 status light Red — room is occupied
+    "#]]);
+}
+
+#[test]
+fn an_unavailable_sensor_never_releases_a_running_meeting() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("09:00", check_in("r1"));
+    day.at("09:05", occupancy("r1", Occupancy::Unknown));
+    day.check(
+        "10:01",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:00 r1 state in_meeting
+        09:00 r1 status light Red — room is in_meeting
+        10:00 r1 Ended [b1] — meeting ended at 10:00
+        10:00 r1 curtains 100% — meeting ended at 10:00
+        10:00 r1 lights off — meeting ended at 10:00
+        10:00 r1 sockets off — meeting ended at 10:00
+        10:00 r1 hvac off — meeting ended at 10:00
+        10:00 r1 state free
+        10:00 r1 status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn cancelling_a_running_meeting_ends_it_and_cancelling_a_prepared_one_undoes_it() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", booking("b2", "r1", "11:00", "12:00"));
+    day.at("09:05", check_in("r1"));
+    let cancel = |id: &str| Event::BookingCancelled {
+        room: RoomId::from("r1"),
+        booking: BookingId::from(id),
+    };
+    day.at("09:30", cancel("b1"));
+    day.at("10:50", cancel("b2"));
+    day.check(
+        "12:00",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:05 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:05 r1 state in_meeting
+        09:05 r1 status light Red — room is in_meeting
+        09:30 r1 Cancelled [b1] — booking cancelled
+        09:30 r1 curtains 100% — booking cancelled
+        09:30 r1 lights off — booking cancelled
+        09:30 r1 sockets off — booking cancelled
+        09:30 r1 hvac off — booking cancelled
+        09:30 r1 state free
+        09:30 r1 status light Green — room is free
+        10:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 11:00 (15 min ahead)
+        10:45 r1 state starting_soon
+        10:45 r1 status light YellowBlinking — room is starting_soon
+        10:50 r1 Cancelled [b2] — booking cancelled
+        10:50 r1 curtains 100% — booking cancelled
+        10:50 r1 lights off — booking cancelled
+        10:50 r1 sockets off — booking cancelled
+        10:50 r1 hvac off — booking cancelled
+        10:50 r1 state free
+        10:50 r1 status light Green — room is free
+    "#]],
+    );
+}
+
+#[test]
+fn a_scene_with_a_wait_runs_its_steps_in_time_and_a_check_in_without_booking_is_refused() {
+    let mut cfg = room("r1");
+    cfg.extra_scenes.push(Scene::new(
+        "presentation",
+        vec![
+            Step::Do(Action::Curtains { position: 0 }),
+            Step::Wait(Span::seconds(30)),
+            Step::Do(Action::Lights {
+                on: true,
+                level: Some(40),
+            }),
+        ],
+    ));
+    let mut day = Day::new(vec![cfg]);
+    day.at("09:00", occupancy("r1", Occupancy::Occupied));
+    day.at(
+        "09:00",
+        Event::RunScene {
+            room: RoomId::from("r1"),
+            scene: "presentation".into(),
+            by: "installer".into(),
+        },
+    );
+    day.at("09:02", check_in("r1"));
+    day.check(
+        "09:05",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        09:00 r1 curtains 0% — scene 'presentation' run by installer
+        09:00:30 r1 lights 40% — scene 'presentation' run by installer
+        09:02 r1 CheckInRefused — no meeting to check in to right now
+    "#]],
+    );
+}
+
+#[test]
+fn refused_events_change_nothing() {
+    let mut engine = Engine::new(vec![
+        room("r1"),
+        RoomConfig::new("store", "Store", RoomKind::Closed),
+    ])
+    .expect("rooms");
+    let now = t("08:00");
+    engine.handle_timeout(now);
+    while engine.poll().is_some() {}
+    let err = engine
+        .handle_event(now, booking("b1", "nowhere", "09:00", "10:00"))
+        .expect_err("unknown room");
+    assert_eq!(err, EngineError::UnknownRoom(RoomId::from("nowhere")));
+    let err = engine
+        .handle_event(now, booking("b1", "store", "09:00", "10:00"))
+        .expect_err("closed room");
+    assert_eq!(
+        err.to_string(),
+        "room 'store' is closed: it takes no bookings, check-ins or scenes"
+    );
+    let err = engine
+        .handle_event(now, booking("b1", "r1", "10:00", "09:00"))
+        .expect_err("backwards booking");
+    assert_eq!(err.to_string(), "booking 'b1' ends before it starts");
+    let err = engine
+        .handle_event(
+            now,
+            Event::RunScene {
+                room: RoomId::from("r1"),
+                scene: "disco".into(),
+                by: "x".into(),
+            },
+        )
+        .expect_err("unknown scene");
+    assert_eq!(err.to_string(), "room 'r1' has no scene named 'disco'");
+    assert!(engine.poll().is_none());
+    assert!(engine.room(&RoomId::from("r1")).expect("r1").next.is_none());
+}
+
+#[test]
+fn policies_beyond_the_energy_code_are_refused_with_the_field_named() {
+    let policy = Policy {
+        off_after: Span::minutes(25),
+        vacancy_release: Some(Span::minutes(30)),
+        dim_after: Span::minutes(26),
+        dim_level: 0,
+        ..Policy::default()
+    };
+    let errors: Vec<String> = policy
+        .validate()
+        .expect_err("invalid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    expect![[r#"
+        [
+            "off_after must not exceed 20 min: energy codes require lights off within 20 min of vacancy (got 25 min)",
+            "vacancy_release must not exceed 20 min: energy codes require lights off within 20 min of vacancy (got 30 min)",
+            "dim_after (26 min) must be shorter than off_after (25 min): lights step down before everything goes off",
+            "dim_level must be between 1 and 99 percent (got 0)",
+        ]
+    "#]]
+    .assert_debug_eq(&errors);
+    assert!(Policy::default().validate().is_ok());
+}
+
+#[test]
+fn a_clock_jump_past_a_whole_booking_retires_it_without_touching_devices() {
+    let mut engine = Engine::new(vec![room("r1")]).expect("rooms");
+    engine.handle_timeout(t("08:00"));
+    engine
+        .handle_event(t("08:00"), booking("b1", "r1", "09:00", "10:00"))
+        .expect("booking");
+    while engine.poll().is_some() {}
+    // NTP sets the clock to 12:00 after a long outage.
+    engine.handle_timeout(t("12:00"));
+    let outputs: Vec<Output> = std::iter::from_fn(|| engine.poll()).collect();
+    assert!(
+        outputs.iter().all(
+            |o| !matches!(o, Output::Command(c) if !matches!(c.action, Action::StatusLight(_)))
+        ),
+        "no device command for a booking wholly in the past: {outputs:?}"
+    );
+    assert!(engine.room(&RoomId::from("r1")).expect("r1").next.is_none());
+}
