@@ -1,0 +1,136 @@
+//! The JSON shapes of the local HTTP API, and the time formatting they use.
+//!
+//! Wire types only: built from domain types at the edge, never used by the engine.
+
+use jiff::tz::TimeZone;
+use serde::{Deserialize, Serialize};
+
+use scenes::Timestamp;
+
+/// Formats instants in the site's time zone.
+#[derive(Debug, Clone)]
+pub struct TimeFmt {
+    pub tz: TimeZone,
+}
+
+impl TimeFmt {
+    fn zoned(&self, t: Timestamp) -> Option<jiff::Zoned> {
+        jiff::Timestamp::from_millisecond(t.as_millis())
+            .ok()
+            .map(|ts| ts.to_zoned(self.tz.clone()))
+    }
+    /// `09:05`, as the activity log and door panels show times.
+    pub fn hh_mm(&self, t: Timestamp) -> String {
+        self.zoned(t)
+            .map_or_else(|| t.utc_hh_mm(), |z| z.strftime("%H:%M").to_string())
+    }
+    pub fn hh_mm_ss(&self, t: Timestamp) -> String {
+        self.zoned(t)
+            .map_or_else(|| t.utc_hh_mm(), |z| z.strftime("%H:%M:%S").to_string())
+    }
+    /// RFC 3339 with the site's offset.
+    pub fn rfc3339(&self, t: Timestamp) -> String {
+        self.zoned(t)
+            .map_or_else(String::new, |z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+    }
+    /// Parses RFC 3339 (with offset) or a civil `2026-11-21T09:00` in the site's zone.
+    pub fn parse(&self, s: &str) -> Result<Timestamp, String> {
+        if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+            return Ok(Timestamp::from_millis(ts.as_millisecond()));
+        }
+        let civil: jiff::civil::DateTime = s.parse().map_err(|_| {
+            format!("'{s}' is not a time: use RFC 3339, e.g. 2026-11-21T09:00:00+01:00")
+        })?;
+        let z = civil
+            .to_zoned(self.tz.clone())
+            .map_err(|e| format!("'{s}': {e}"))?;
+        Ok(Timestamp::from_millis(z.timestamp().as_millisecond()))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FloorSnapshot {
+    pub site: String,
+    pub timezone: String,
+    pub now: String,
+    pub now_ms: i64,
+    pub rooms: Vec<RoomDto>,
+    pub devices: Vec<DeviceDto>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RoomDto {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub capacity: u32,
+    pub state: &'static str,
+    pub occupancy: &'static str,
+    pub current: Option<BookingDto>,
+    pub next: Option<BookingDto>,
+    pub points: Vec<PointDto>,
+    pub scenes: Vec<String>,
+    /// Newest first.
+    pub activity: Vec<ActivityDto>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BookingDto {
+    pub id: String,
+    pub room: String,
+    pub subject: String,
+    pub organizer: String,
+    pub start: String,
+    pub end: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub checked_in: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PointDto {
+    pub capability: &'static str,
+    pub point: String,
+    /// `true`/`false`, a number, or `null` while the device is unavailable.
+    pub value: serde_json::Value,
+    pub unit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityDto {
+    pub at: String,
+    pub at_ms: i64,
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceDto {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub state: &'static str,
+    pub last_error: Option<String>,
+    pub requests: u64,
+    pub timeouts: u64,
+    pub exceptions: u64,
+    pub transport_errors: u64,
+}
+
+/// `POST /api/rooms/{id}/bookings`: either `start` and `end`, or `minutes` from now.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBooking {
+    pub subject: Option<String>,
+    pub organizer: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub minutes: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorDto {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<BookingDto>,
+}

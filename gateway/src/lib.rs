@@ -1,0 +1,14 @@
+//! The roomgate gateway: wires the engine, the drivers and the store, and serves the local web.
+//!
+//! Only this crate knows HTTP and config files. See ARCHITECTURE.md for the code map.
+
+pub mod api;
+pub mod app;
+pub mod bindings;
+pub mod clock;
+pub mod demo;
+pub mod duration;
+pub mod http;
+pub mod runtime;
+pub mod site;
+pub mod store;

@@ -1,0 +1,780 @@
+//! The main loop: owns the engine, feeds it events and time, carries its commands to devices.
+//!
+//! One task owns the engine and the store handle. Drivers push point updates in; the HTTP
+//! layer sends requests through `GatewayHandle` and reads a published `FloorSnapshot`.
+//! Device writes go to one writer task per device, so a slow device never blocks the loop.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use drivers::modbus::tcp::{DeviceHandle, PointUpdate, TcpDeviceConfig, spawn_tcp_device};
+use drivers::point::Value;
+use scenes::{
+    Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, Output, RoomId,
+    RoomKind, Span, Timestamp,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::{ActivityDto, BookingDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt};
+use crate::bindings::{PointWrite, writes_for};
+use crate::clock::Clock;
+use crate::site::{Capability, PointRef, Site};
+use crate::store::{ActivityRecord, BookingSource, Store, StoreError, StoredBooking};
+
+/// How many activity lines each room keeps in memory for the live views.
+const RECENT_ACTIVITY: usize = 30;
+/// Bookings ended longer ago than this are pruned from the store.
+const KEEP_PAST_BOOKINGS: Span = Span::minutes(7 * 24 * 60);
+
+/// A request the API could not carry out, and why.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        with: Box<BookingDto>,
+    },
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(format!("the store refused the change: {e}"))
+    }
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the site's rooms do not make a floor: {0}")]
+    Engine(#[from] EngineError),
+}
+
+/// A local booking request, already parsed.
+#[derive(Debug, Clone)]
+pub struct BookingRequest {
+    pub room: String,
+    pub subject: String,
+    pub organizer: String,
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+#[derive(Debug)]
+enum Request {
+    AddBooking(BookingRequest, Reply<BookingDto>),
+    CancelBooking {
+        room: String,
+        booking: String,
+        reply: Reply<()>,
+    },
+    CheckIn {
+        room: String,
+        reply: Reply<String>,
+    },
+    RunScene {
+        room: String,
+        scene: String,
+        by: String,
+        reply: Reply<()>,
+    },
+    Activity {
+        room: String,
+        limit: usize,
+        reply: Reply<Vec<ActivityDto>>,
+    },
+    /// Resolves once everything sent before it, and the clock as it is now, is processed.
+    Settle(Reply<()>),
+}
+
+/// The way into a running gateway, for the HTTP layer, the demo and tests.
+#[derive(Debug, Clone)]
+pub struct GatewayHandle {
+    tx: mpsc::Sender<Request>,
+    snapshot: watch::Receiver<Arc<FloorSnapshot>>,
+    pub time: TimeFmt,
+    pub clock: Clock,
+}
+
+impl GatewayHandle {
+    pub fn snapshot(&self) -> Arc<FloorSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn watch(&self) -> watch::Receiver<Arc<FloorSnapshot>> {
+        self.snapshot.clone()
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| ApiError::Unavailable("the gateway is shutting down".into()))?;
+        rx.await
+            .map_err(|_| ApiError::Unavailable("the gateway is shutting down".into()))?
+    }
+
+    pub async fn add_booking(&self, req: BookingRequest) -> Result<BookingDto, ApiError> {
+        self.call(|r| Request::AddBooking(req, r)).await
+    }
+
+    pub async fn cancel_booking(&self, room: &str, booking: &str) -> Result<(), ApiError> {
+        self.call(|reply| Request::CancelBooking {
+            room: room.into(),
+            booking: booking.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// Checks in the room's current or imminent meeting; returns what happened.
+    pub async fn check_in(&self, room: &str) -> Result<String, ApiError> {
+        self.call(|reply| Request::CheckIn {
+            room: room.into(),
+            reply,
+        })
+        .await
+    }
+
+    pub async fn run_scene(&self, room: &str, scene: &str, by: &str) -> Result<(), ApiError> {
+        self.call(|reply| Request::RunScene {
+            room: room.into(),
+            scene: scene.into(),
+            by: by.into(),
+            reply,
+        })
+        .await
+    }
+
+    /// A room's activity log from the store, newest first.
+    pub async fn activity(&self, room: &str, limit: usize) -> Result<Vec<ActivityDto>, ApiError> {
+        self.call(|reply| Request::Activity {
+            room: room.into(),
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Waits until the loop has caught up with every earlier request and with the clock.
+    pub async fn settle(&self) -> Result<(), ApiError> {
+        self.call(Request::Settle).await
+    }
+}
+
+/// A running gateway: its devices and its main loop.
+#[derive(Debug)]
+pub struct Gateway {
+    pub handle: GatewayHandle,
+    devices: Vec<DeviceHandle>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Starts the devices and the main loop. The store must already be open.
+    pub fn start(site: Site, store: Store, clock: Clock) -> Result<Gateway, StartError> {
+        let site = Arc::new(site);
+        let (updates_tx, updates_rx) = mpsc::channel(1024);
+        let (failures_tx, failures_rx) = mpsc::channel(256);
+        let mut devices = HashMap::new();
+        let mut writers = HashMap::new();
+        for d in &site.devices {
+            let mut cfg = TcpDeviceConfig::new(d.id.clone(), d.addr, d.unit);
+            cfg.poll_interval = d.poll;
+            cfg.request_timeout = d.timeout;
+            let points = d.points.iter().map(|p| p.modbus.clone()).collect();
+            let handle = spawn_tcp_device(cfg, points, updates_tx.clone());
+            writers.insert(d.id.clone(), spawn_writer(handle.clone(), failures_tx.clone()));
+            devices.insert(d.id.clone(), handle);
+        }
+        let time = TimeFmt {
+            tz: site.timezone.clone(),
+        };
+        let engine = Engine::new(site.rooms.iter().map(|r| r.config.clone()).collect())?;
+        let mut occupancy_points = HashMap::new();
+        for r in &site.rooms {
+            if let Some(p) = r.bindings.get(&Capability::Occupancy) {
+                occupancy_points.insert(p.clone(), r.config.id.clone());
+            }
+        }
+        let empty = Arc::new(FloorSnapshot {
+            site: site.name.clone(),
+            timezone: site.timezone_name.clone(),
+            now: String::new(),
+            now_ms: 0,
+            rooms: Vec::new(),
+            devices: Vec::new(),
+        });
+        let (snap_tx, snap_rx) = watch::channel(empty);
+        let (tx, rx) = mpsc::channel(64);
+        let mut main = MainLoop {
+            site: site.clone(),
+            engine,
+            store,
+            clock: clock.clone(),
+            time: time.clone(),
+            devices: devices.clone(),
+            writers,
+            values: HashMap::new(),
+            occupancy_points,
+            recent: HashMap::new(),
+            unsaved: Vec::new(),
+            snapshot: snap_tx,
+            local_seq: 0,
+        };
+        main.restore()?;
+        let task = tokio::spawn(main.run(rx, updates_rx, failures_rx));
+        let device_list: Vec<DeviceHandle> = devices.into_values().collect();
+        Ok(Gateway {
+            handle: GatewayHandle {
+                tx,
+                snapshot: snap_rx,
+                time,
+                clock,
+            },
+            devices: device_list,
+            task,
+        })
+    }
+
+    /// Stops the loop and every device task.
+    pub async fn shutdown(self) {
+        drop(self.handle);
+        for d in &self.devices {
+            d.shutdown();
+        }
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Debug)]
+struct WriteJob {
+    room: RoomId,
+    write: PointWrite,
+    what: String,
+}
+
+#[derive(Debug)]
+struct WriteFailure {
+    room: RoomId,
+    text: String,
+}
+
+/// One writer per device keeps a scene's writes to that device in order.
+fn spawn_writer(
+    device: DeviceHandle,
+    failures: mpsc::Sender<WriteFailure>,
+) -> mpsc::Sender<WriteJob> {
+    let (tx, mut rx) = mpsc::channel::<WriteJob>(256);
+    tokio::spawn(async move {
+        while let Some(job) = rx.recv().await {
+            if let Err(e) = device.write(&job.write.point.point, job.write.value).await {
+                let text = format!(
+                    "{} failed: writing {} to {}: {e}",
+                    job.what, job.write.value, job.write.point
+                );
+                tracing::warn!(room = %job.room, "{text}");
+                let _ = failures.send(WriteFailure {
+                    room: job.room,
+                    text,
+                }).await;
+            }
+        }
+    });
+    tx
+}
+
+struct MainLoop {
+    site: Arc<Site>,
+    engine: Engine,
+    store: Store,
+    clock: Clock,
+    time: TimeFmt,
+    devices: HashMap<String, DeviceHandle>,
+    writers: HashMap<String, mpsc::Sender<WriteJob>>,
+    values: HashMap<PointRef, Option<Value>>,
+    occupancy_points: HashMap<PointRef, RoomId>,
+    recent: HashMap<RoomId, VecDeque<ActivityDto>>,
+    unsaved: Vec<(String, ActivityRecord)>,
+    snapshot: watch::Sender<Arc<FloorSnapshot>>,
+    local_seq: u64,
+}
+
+impl MainLoop {
+    /// Loads stored bookings and check-ins into the engine after a restart.
+    fn restore(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let pruned = self
+            .store
+            .prune_bookings((now - KEEP_PAST_BOOKINGS).as_millis())?;
+        if pruned > 0 {
+            tracing::info!("pruned {pruned} bookings older than a week");
+        }
+        for b in self.store.bookings()? {
+            if b.end_ms <= now.as_millis() {
+                continue;
+            }
+            let booking = to_booking(&b);
+            if let Err(e) = self.engine.handle_event(now, Event::BookingUpserted(booking)) {
+                tracing::warn!("stored booking {} not restored: {e}", b.id);
+                continue;
+            }
+            if b.checked_in_ms.is_some() {
+                let ev = Event::CheckIn {
+                    room: RoomId::from(b.room.as_str()),
+                    method: CheckInMethod::Remote,
+                    booking: Some(BookingId::from(b.id.as_str())),
+                };
+                let _ = self.engine.handle_event(now, ev);
+            }
+        }
+        for r in &self.site.rooms {
+            let rows = self.store.activity(r.config.id.as_str(), RECENT_ACTIVITY)?;
+            let recent = rows.into_iter().map(|a| self.activity_dto(a)).collect();
+            self.recent.insert(r.config.id.clone(), recent);
+        }
+        // Outputs from replaying are the state the room was already in; the first tick
+        // re-derives and sends what is due now.
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut updates: mpsc::Receiver<PointUpdate>,
+        mut failures: mpsc::Receiver<WriteFailure>,
+    ) {
+        let mut waiter = self.clock.waiter();
+        loop {
+            self.tick();
+            let deadline = self.engine.poll_timeout();
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(r) => self.handle_request(r),
+                    None => break,
+                },
+                Some(u) = updates.recv() => self.handle_update(u),
+                Some(f) = failures.recv() => self.log(&f.room, "error", f.text, self.clock.now()),
+                _ = waiter.wait(deadline) => {}
+            }
+        }
+        self.flush_activity();
+    }
+
+    /// Runs due timers, carries out outputs, saves the activity log, publishes the snapshot.
+    fn tick(&mut self) {
+        let now = self.clock.now();
+        self.engine.handle_timeout(now);
+        self.drain(now);
+        self.flush_activity();
+        self.publish(now);
+    }
+
+    fn drain(&mut self, now: Timestamp) {
+        while let Some(out) = self.engine.poll() {
+            match out {
+                Output::Command(c) => {
+                    let reason = c.reason.render_with(&|t| self.time.hh_mm(t));
+                    let text = format!("{}: {reason}", c.action);
+                    self.log(&c.room, "command", text.clone(), c.at);
+                    let Some(room) = self.site.room(c.room.as_str()) else {
+                        continue;
+                    };
+                    for w in writes_for(&room.bindings, &c.action) {
+                        let Some(writer) = self.writers.get(&w.point.device) else {
+                            continue;
+                        };
+                        let job = WriteJob {
+                            room: c.room.clone(),
+                            write: w,
+                            what: c.action.to_string(),
+                        };
+                        if writer.try_send(job).is_err() {
+                            let msg = format!("{text}: not sent, the device's write queue is full");
+                            self.log(&c.room, "error", msg, now);
+                        }
+                    }
+                }
+                Output::Outcome(o) => {
+                    let reason = o.reason.render_with(&|t| self.time.hh_mm(t));
+                    let booking = o.booking.as_ref().map(|b| format!(" [{b}]")).unwrap_or_default();
+                    let text = format!("{:?}{booking}: {reason}", o.kind);
+                    self.log(&o.room, "outcome", text, o.at);
+                    if let (scenes::OutcomeKind::CheckedIn(_), Some(b)) = (&o.kind, &o.booking) {
+                        self.persist_check_in(b, o.at);
+                    }
+                }
+                Output::State { at, room, state } => {
+                    self.log(&room, "state", format!("room is {state}"), at);
+                }
+            }
+        }
+    }
+
+    fn persist_check_in(&mut self, booking: &BookingId, at: Timestamp) {
+        let result = self.store.booking(booking.as_str()).and_then(|b| match b {
+            Some(mut b) if b.checked_in_ms.is_none() => {
+                b.checked_in_ms = Some(at.as_millis());
+                self.store.put_booking(&b)
+            }
+            _ => Ok(()),
+        });
+        if let Err(e) = result {
+            tracing::error!("check-in of {booking} not stored: {e}");
+        }
+    }
+
+    fn log(&mut self, room: &RoomId, kind: &str, text: String, at: Timestamp) {
+        tracing::info!(room = %room, kind, "{text}");
+        let rec = ActivityRecord {
+            at_ms: at.as_millis(),
+            kind: kind.to_owned(),
+            text,
+        };
+        let dto = self.activity_dto(rec.clone());
+        let recent = self.recent.entry(room.clone()).or_default();
+        recent.push_front(dto);
+        recent.truncate(RECENT_ACTIVITY);
+        self.unsaved.push((room.as_str().to_owned(), rec));
+    }
+
+    fn activity_dto(&self, a: ActivityRecord) -> ActivityDto {
+        ActivityDto {
+            at: self.time.hh_mm_ss(Timestamp::from_millis(a.at_ms)),
+            at_ms: a.at_ms,
+            kind: a.kind,
+            text: a.text,
+        }
+    }
+
+    fn flush_activity(&mut self) {
+        if self.unsaved.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append_activity(&self.unsaved) {
+            tracing::error!("activity log not stored ({} lines kept in memory): {e}", self.unsaved.len());
+            // Keep them for the next attempt, bounded so a dead disk cannot eat the memory.
+            let excess = self.unsaved.len().saturating_sub(10_000);
+            self.unsaved.drain(..excess);
+            return;
+        }
+        self.unsaved.clear();
+    }
+
+    fn handle_update(&mut self, u: PointUpdate) {
+        let r = PointRef {
+            device: u.device,
+            point: u.point,
+        };
+        if let Some(room) = self.occupancy_points.get(&r).cloned() {
+            let occupancy = match u.value {
+                Some(v) if v.as_bool() => Occupancy::Occupied,
+                Some(_) => Occupancy::Vacant,
+                None => Occupancy::Unknown,
+            };
+            let now = self.clock.now();
+            self.engine.handle_timeout(now);
+            if let Err(e) = self.engine.handle_event(now, Event::Occupancy { room, occupancy }) {
+                tracing::warn!("occupancy update refused: {e}");
+            }
+        }
+        self.values.insert(r, u.value);
+    }
+
+    fn handle_request(&mut self, req: Request) {
+        let now = self.clock.now();
+        self.engine.handle_timeout(now);
+        self.drain(now);
+        match req {
+            Request::AddBooking(b, reply) => {
+                let _ = reply.send(self.add_booking(b, now));
+            }
+            Request::CancelBooking {
+                room,
+                booking,
+                reply,
+            } => {
+                let _ = reply.send(self.cancel_booking(&room, &booking, now));
+            }
+            Request::CheckIn { room, reply } => {
+                let room_id = RoomId::from(room.as_str());
+                let ev = Event::CheckIn {
+                    room: room_id.clone(),
+                    method: CheckInMethod::Panel,
+                    booking: None,
+                };
+                let answer = self.room_event(now, ev).map(|()| {
+                    // The outcome the engine just emitted says whether it worked.
+                    self.drain(now);
+                    self.recent
+                        .get(&room_id)
+                        .and_then(|r| r.iter().find(|a| a.kind == "outcome"))
+                        .map_or_else(String::new, |a| a.text.clone())
+                });
+                let _ = reply.send(answer);
+            }
+            Request::RunScene {
+                room,
+                scene,
+                by,
+                reply,
+            } => {
+                let ev = Event::RunScene {
+                    room: RoomId::from(room.as_str()),
+                    scene,
+                    by,
+                };
+                let _ = reply.send(self.room_event(now, ev));
+            }
+            Request::Activity { room, limit, reply } => {
+                self.flush_activity();
+                let result = if self.site.room(&room).is_none() {
+                    Err(ApiError::NotFound(format!("no room '{room}'")))
+                } else {
+                    self.store
+                        .activity(&room, limit)
+                        .map(|rows| rows.into_iter().map(|a| self.activity_dto(a)).collect())
+                        .map_err(ApiError::from)
+                };
+                let _ = reply.send(result);
+            }
+            Request::Settle(reply) => {
+                self.tick();
+                let _ = reply.send(Ok(()));
+                return;
+            }
+        }
+        self.tick();
+    }
+
+    fn room_event(&mut self, now: Timestamp, ev: Event) -> Result<(), ApiError> {
+        self.engine.handle_event(now, ev).map_err(|e| match e {
+            EngineError::UnknownRoom(_) | EngineError::UnknownScene { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
+            _ => ApiError::BadRequest(e.to_string()),
+        })
+    }
+
+    fn booking_dto(&self, b: &Booking, checked_in: bool) -> BookingDto {
+        BookingDto {
+            id: b.id.to_string(),
+            room: b.room.to_string(),
+            subject: b.subject.clone(),
+            organizer: b.organizer.clone(),
+            start: self.time.rfc3339(b.start),
+            end: self.time.rfc3339(b.end),
+            start_ms: b.start.as_millis(),
+            end_ms: b.end.as_millis(),
+            checked_in,
+        }
+    }
+
+    fn add_booking(&mut self, req: BookingRequest, now: Timestamp) -> Result<BookingDto, ApiError> {
+        let room = self
+            .site
+            .room(&req.room)
+            .ok_or_else(|| ApiError::NotFound(format!("no room '{}'", req.room)))?;
+        if room.config.kind == RoomKind::Closed {
+            return Err(ApiError::BadRequest(format!(
+                "room '{}' is closed and takes no bookings",
+                req.room
+            )));
+        }
+        if req.end <= req.start {
+            return Err(ApiError::BadRequest("the booking must end after it starts".into()));
+        }
+        if req.end <= now {
+            return Err(ApiError::BadRequest("the booking is already over".into()));
+        }
+        if req.end.since(req.start) > Span::minutes(24 * 60) {
+            return Err(ApiError::BadRequest("a booking lasts at most 24 hours".into()));
+        }
+        for existing in self.store.bookings()? {
+            if existing.room == req.room
+                && existing.start_ms < req.end.as_millis()
+                && req.start.as_millis() < existing.end_ms
+            {
+                let b = to_booking(&existing);
+                let running_or_future = self
+                    .engine
+                    .room(&b.room)
+                    .is_some_and(|v| {
+                        v.current.as_ref().is_some_and(|c| c.booking.id == b.id)
+                            || b.start > now
+                    });
+                if running_or_future {
+                    let dto = self.booking_dto(&b, existing.checked_in_ms.is_some());
+                    return Err(ApiError::Conflict {
+                        message: format!(
+                            "the room is booked from {} to {} ('{}')",
+                            self.time.hh_mm(b.start),
+                            self.time.hh_mm(b.end),
+                            b.subject
+                        ),
+                        with: Box::new(dto),
+                    });
+                }
+            }
+        }
+        self.local_seq += 1;
+        let id = format!("local-{}-{}", now.as_millis(), self.local_seq);
+        let stored = StoredBooking {
+            id,
+            room: req.room.clone(),
+            start_ms: req.start.as_millis(),
+            end_ms: req.end.as_millis(),
+            subject: req.subject,
+            organizer: req.organizer,
+            source: BookingSource::Local,
+            checked_in_ms: None,
+        };
+        // Durable first, then the engine, then the answer.
+        self.store.put_booking(&stored)?;
+        let booking = to_booking(&stored);
+        self.room_event(now, Event::BookingUpserted(booking.clone()))?;
+        let text = format!(
+            "booking [{}] added: '{}' {}–{} by {}",
+            booking.id,
+            booking.subject,
+            self.time.hh_mm(booking.start),
+            self.time.hh_mm(booking.end),
+            booking.organizer
+        );
+        self.log(&booking.room, "booking", text, now);
+        Ok(self.booking_dto(&booking, false))
+    }
+
+    fn cancel_booking(&mut self, room: &str, id: &str, now: Timestamp) -> Result<(), ApiError> {
+        match self.store.booking(id)? {
+            Some(b) if b.room == room => {}
+            _ => return Err(ApiError::NotFound(format!("no booking '{id}' in room '{room}'"))),
+        }
+        self.store.delete_booking(id)?;
+        self.room_event(
+            now,
+            Event::BookingCancelled {
+                room: RoomId::from(room),
+                booking: BookingId::from(id),
+            },
+        )?;
+        self.log(&RoomId::from(room), "booking", format!("booking [{id}] cancelled"), now);
+        Ok(())
+    }
+
+    fn publish(&mut self, now: Timestamp) {
+        let mut rooms = Vec::with_capacity(self.site.rooms.len());
+        for rs in &self.site.rooms {
+            let Some(view) = self.engine.room(&rs.config.id) else {
+                continue;
+            };
+            let points = rs
+                .bindings
+                .iter()
+                .map(|(cap, p)| PointDto {
+                    capability: cap.key(),
+                    point: p.to_string(),
+                    value: match self.values.get(p) {
+                        Some(Some(Value::Bool(b))) => serde_json::Value::Bool(*b),
+                        Some(Some(Value::Number(n))) => serde_json::Number::from_f64(
+                            (n * 100.0).round() / 100.0,
+                        )
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                        _ => serde_json::Value::Null,
+                    },
+                    unit: self.site.point(p).and_then(|d| d.unit.clone()),
+                })
+                .collect();
+            rooms.push(RoomDto {
+                id: rs.config.id.to_string(),
+                name: rs.config.name.clone(),
+                kind: match rs.config.kind {
+                    RoomKind::Bookable => "bookable",
+                    RoomKind::InstantUse => "instant_use",
+                    RoomKind::Closed => "closed",
+                },
+                capacity: rs.capacity,
+                state: view.state.as_str(),
+                occupancy: match view.occupancy {
+                    Occupancy::Occupied => "occupied",
+                    Occupancy::Vacant => "vacant",
+                    Occupancy::Unknown => "unknown",
+                },
+                current: view
+                    .current
+                    .as_ref()
+                    .map(|c| self.booking_dto(c.booking, c.checked_in)),
+                next: view
+                    .next
+                    .as_ref()
+                    .map(|c| self.booking_dto(c.booking, c.checked_in)),
+                points,
+                scenes: rs.config.extra_scenes.iter().map(|s| s.name.clone()).collect(),
+                activity: self
+                    .recent
+                    .get(&rs.config.id)
+                    .map(|r| r.iter().cloned().collect())
+                    .unwrap_or_default(),
+            });
+        }
+        let mut devices: Vec<DeviceDto> = self
+            .site
+            .devices
+            .iter()
+            .filter_map(|d| {
+                let h = self.devices.get(&d.id)?.health();
+                Some(DeviceDto {
+                    id: d.id.clone(),
+                    name: d.name.clone(),
+                    address: format!("{} unit {}", d.addr, d.unit),
+                    state: match h.state {
+                        drivers::modbus::tcp::LinkState::Online => "online",
+                        drivers::modbus::tcp::LinkState::Offline => "offline",
+                        drivers::modbus::tcp::LinkState::Connecting => "connecting",
+                    },
+                    last_error: h.last_error.clone(),
+                    requests: h.counters.requests,
+                    timeouts: h.counters.timeouts,
+                    exceptions: h.counters.exceptions,
+                    transport_errors: h.counters.transport_errors,
+                })
+            })
+            .collect();
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        let snap = FloorSnapshot {
+            site: self.site.name.clone(),
+            timezone: self.site.timezone_name.clone(),
+            now: self.time.rfc3339(now),
+            now_ms: now.as_millis(),
+            rooms,
+            devices,
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+    }
+}
+
+fn to_booking(b: &StoredBooking) -> Booking {
+    Booking {
+        id: BookingId::from(b.id.as_str()),
+        room: RoomId::from(b.room.as_str()),
+        start: Timestamp::from_millis(b.start_ms),
+        end: Timestamp::from_millis(b.end_ms),
+        subject: b.subject.clone(),
+        organizer: b.organizer.clone(),
+    }
+}
+
+/// How long HTTP handlers wait for the loop before answering 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

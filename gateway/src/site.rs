@@ -1,0 +1,1012 @@
+//! The site file: the floor's rooms, devices, points, bindings, scenes and policies.
+//!
+//! `SiteFile` is the TOML wire format; `Site` is the validated model the gateway runs. Loading
+//! either returns a whole `Site` or every error found, each with its line, column and path,
+//! so bad configuration never half-loads.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use drivers::point::{
+    Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, Scaling, WordOrder,
+};
+use scenes::{Action, HvacMode, Policy, RoomConfig, RoomId, RoomKind, Scene, StatusLight, Step};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::duration::parse_span;
+
+// ---------------------------------------------------------------------------------------
+// Wire format (what installers write)
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    site: SiteSection,
+    #[serde(default)]
+    defaults: DefaultsSection,
+    #[serde(default)]
+    devices: Vec<DeviceFile>,
+    #[serde(default)]
+    scenes: Vec<SceneFile>,
+    #[serde(default)]
+    rooms: Vec<RoomFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteSection {
+    name: String,
+    timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefaultsSection {
+    #[serde(default)]
+    policy: PolicyFile,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum ProtocolFile {
+    ModbusTcp,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceFile {
+    id: Spanned<String>,
+    name: Option<String>,
+    protocol: ProtocolFile,
+    host: Spanned<String>,
+    port: Option<Spanned<i64>>,
+    unit: Option<Spanned<i64>>,
+    poll: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    points: Vec<PointFile>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum TableFile {
+    Coil,
+    DiscreteInput,
+    InputRegister,
+    HoldingRegister,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum TypeFile {
+    Bool,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum WordOrderFile {
+    HighFirst,
+    LowFirst,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum AccessFile {
+    Read,
+    Write,
+    ReadWrite,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointFile {
+    id: Spanned<String>,
+    name: Option<String>,
+    table: TableFile,
+    address: Spanned<i64>,
+    #[serde(rename = "type")]
+    data_type: TypeFile,
+    bit: Option<Spanned<i64>>,
+    word_order: Option<WordOrderFile>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    access: Option<AccessFile>,
+    unit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SceneFile {
+    name: Spanned<String>,
+    steps: Vec<Spanned<StepFile>>,
+}
+
+/// One scene step; exactly one of the action keys (or `wait`) must be set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    lights: Option<OnOffOrLevel>,
+    sockets: Option<OnOffOrLevel>,
+    curtains: Option<i64>,
+    hvac: Option<OnOffOrLevel>,
+    mode: Option<HvacModeFile>,
+    setpoint: Option<f64>,
+    wait: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+enum OnOffOrLevel {
+    Word(String),
+    Level(i64),
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum HvacModeFile {
+    Heat,
+    Cool,
+    Auto,
+    Fan,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum KindFile {
+    Bookable,
+    InstantUse,
+    Closed,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum ClosedLightFile {
+    Red,
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    starting_soon: Option<Spanned<String>>,
+    hvac_lead: Option<Spanned<String>>,
+    lights_lead: Option<Spanned<String>>,
+    checkin_opens: Option<Spanned<String>>,
+    checkin_required: Option<bool>,
+    checkin_on_presence: Option<bool>,
+    no_show_after: Option<Spanned<String>>,
+    /// A duration, or "off" for rooms with unreliable sensors.
+    vacancy_release: Option<Spanned<String>>,
+    dim_after: Option<Spanned<String>>,
+    dim_level: Option<Spanned<i64>>,
+    off_after: Option<Spanned<String>>,
+    back_to_back_gap: Option<Spanned<String>>,
+    hvac_setpoint: Option<Spanned<f64>>,
+    hvac_mode: Option<HvacModeFile>,
+    closed_light: Option<ClosedLightFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomFile {
+    id: Spanned<String>,
+    name: String,
+    #[serde(default)]
+    capacity: u32,
+    kind: KindFile,
+    meeting_scene: Option<Spanned<String>>,
+    leave_scene: Option<Spanned<String>>,
+    walk_in_scene: Option<Spanned<String>>,
+    /// Extra scenes offered on this room's panel and page (default: every site scene).
+    scenes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    policy: PolicyFile,
+    #[serde(default)]
+    bindings: BTreeMap<String, Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The validated model
+// ---------------------------------------------------------------------------------------
+
+/// A validated site.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub name: String,
+    pub timezone: jiff::tz::TimeZone,
+    pub timezone_name: String,
+    pub devices: Vec<Device>,
+    pub rooms: Vec<RoomSite>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub name: String,
+    pub addr: SocketAddr,
+    pub unit: u8,
+    pub poll: Duration,
+    pub timeout: Duration,
+    pub points: Vec<PointDef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PointDef {
+    /// The point's id within its device.
+    pub id: String,
+    pub name: String,
+    pub unit: Option<String>,
+    pub modbus: ModbusPoint,
+}
+
+/// A point as the rest of the gateway names it: `device/point`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PointRef {
+    pub device: String,
+    pub point: String,
+}
+
+impl fmt::Display for PointRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.device, self.point)
+    }
+}
+
+/// The room capabilities a point can be bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Capability {
+    Light,
+    LightLevel,
+    HvacPower,
+    HvacMode,
+    HvacSetpoint,
+    Curtain,
+    Socket,
+    StatusLight,
+    Occupancy,
+    Temperature,
+    Co2,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 11] = [
+        Capability::Light,
+        Capability::LightLevel,
+        Capability::HvacPower,
+        Capability::HvacMode,
+        Capability::HvacSetpoint,
+        Capability::Curtain,
+        Capability::Socket,
+        Capability::StatusLight,
+        Capability::Occupancy,
+        Capability::Temperature,
+        Capability::Co2,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Capability::Light => "light",
+            Capability::LightLevel => "light_level",
+            Capability::HvacPower => "hvac_power",
+            Capability::HvacMode => "hvac_mode",
+            Capability::HvacSetpoint => "hvac_setpoint",
+            Capability::Curtain => "curtain",
+            Capability::Socket => "socket",
+            Capability::StatusLight => "status_light",
+            Capability::Occupancy => "occupancy",
+            Capability::Temperature => "temperature",
+            Capability::Co2 => "co2",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.key() == key)
+    }
+
+    /// Whether the gateway writes this capability (else it only reads it).
+    pub fn is_output(self) -> bool {
+        !matches!(
+            self,
+            Capability::Occupancy | Capability::Temperature | Capability::Co2
+        )
+    }
+
+    fn wants_bool(self) -> bool {
+        matches!(
+            self,
+            Capability::Light | Capability::HvacPower | Capability::Socket | Capability::Occupancy
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomSite {
+    pub config: RoomConfig,
+    pub capacity: u32,
+    pub bindings: BTreeMap<Capability, PointRef>,
+}
+
+/// One problem in a site file, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteError {
+    /// 1-based line and column in the file, where known.
+    pub line_col: Option<(usize, usize)>,
+    /// The path of the offending value, e.g. `rooms[r101].bindings.light`.
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for SiteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some((l, c)) = self.line_col {
+            write!(f, "{l}:{c}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every error found in a site file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SiteErrors(pub Vec<SiteError>);
+
+impl fmt::Display for SiteErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Checker<'a> {
+    src: &'a str,
+    errors: Vec<SiteError>,
+}
+
+impl Checker<'_> {
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.src[..offset.min(self.src.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(before.len(), |n| before.len() - n - 1) + 1;
+        (line, col)
+    }
+
+    fn err<T>(&mut self, at: &Spanned<T>, path: impl Into<String>, message: impl Into<String>) {
+        let lc = self.line_col(at.span().start);
+        self.errors.push(SiteError {
+            line_col: Some(lc),
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn span_duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        path: &str,
+        default: scenes::Span,
+    ) -> scenes::Span {
+        match v {
+            None => default,
+            Some(s) => match parse_span(s.get_ref()) {
+                Ok(d) if d >= scenes::Span::ZERO => d,
+                Ok(_) => {
+                    self.err(s, path, "must not be negative");
+                    default
+                }
+                Err(e) => {
+                    self.err(s, path, e);
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// Parses and validates a site file; on failure returns every error found.
+pub fn load(src: &str) -> Result<Site, SiteErrors> {
+    let file: SiteFile = toml::from_str(src).map_err(|e| {
+        let mut ck = Checker {
+            src,
+            errors: Vec::new(),
+        };
+        let lc = e.span().map(|s| ck.line_col(s.start));
+        ck.errors.push(SiteError {
+            line_col: lc,
+            path: String::new(),
+            message: e.message().trim().to_owned(),
+        });
+        SiteErrors(ck.errors)
+    })?;
+    let mut ck = Checker {
+        src,
+        errors: Vec::new(),
+    };
+    let site = build(&mut ck, file);
+    if ck.errors.is_empty() {
+        Ok(site)
+    } else {
+        Err(SiteErrors(ck.errors))
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
+    let (timezone, timezone_name) = match &file.site.timezone {
+        None => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
+        Some(tz) => match jiff::tz::TimeZone::get(tz.get_ref()) {
+            Ok(z) => (z, tz.get_ref().clone()),
+            Err(_) => {
+                ck.err(
+                    tz,
+                    "site.timezone",
+                    format!(
+                        "unknown time zone '{}': use an IANA name such as \"Europe/Berlin\"",
+                        tz.get_ref()
+                    ),
+                );
+                (jiff::tz::TimeZone::UTC, "UTC".to_owned())
+            }
+        },
+    };
+
+    let devices = build_devices(ck, &file.devices);
+    let point_index: HashMap<(&str, &str), &PointDef> = devices
+        .iter()
+        .flat_map(|d| d.points.iter().map(move |p| ((d.id.as_str(), p.id.as_str()), p)))
+        .collect();
+
+    // Site scenes (templates), then the built-ins where the site does not override them.
+    let mut scenes: BTreeMap<String, Scene> = BTreeMap::new();
+    for (i, s) in file.scenes.iter().enumerate() {
+        let name = s.name.get_ref();
+        let path = format!("scenes[{name}]");
+        if !valid_id(name) {
+            ck.err(&s.name, format!("scenes[{i}].name"), id_rule(name));
+        }
+        let steps = s
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(j, st)| build_step(ck, st, &format!("{path}.steps[{j}]")))
+            .collect();
+        if scenes
+            .insert(name.clone(), Scene::new(name.clone(), steps))
+            .is_some()
+        {
+            ck.err(&s.name, path, format!("scene '{name}' is defined twice"));
+        }
+    }
+    for builtin in [Scene::default_meeting(), Scene::default_leave()] {
+        scenes.entry(builtin.name.clone()).or_insert(builtin);
+    }
+
+    let defaults = build_policy(ck, &file.defaults.policy, Policy::default(), "defaults.policy");
+
+    let mut rooms = Vec::new();
+    let mut room_ids = HashSet::new();
+    for r in &file.rooms {
+        let id = r.id.get_ref();
+        let path = format!("rooms[{id}]");
+        if !valid_id(id) {
+            ck.err(&r.id, format!("{path}.id"), id_rule(id));
+        }
+        if !room_ids.insert(id.clone()) {
+            ck.err(&r.id, &path, format!("room id '{id}' is used twice"));
+        }
+        let kind = match r.kind {
+            KindFile::Bookable => RoomKind::Bookable,
+            KindFile::InstantUse => RoomKind::InstantUse,
+            KindFile::Closed => RoomKind::Closed,
+        };
+        let policy = build_policy(ck, &r.policy, defaults.clone(), &format!("{path}.policy"));
+        let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Scene {
+            let (name, at) = match v {
+                Some(s) => (s.get_ref().as_str(), Some(s)),
+                None => (default, None),
+            };
+            match (scenes.get(name), at) {
+                (Some(s), _) => s.clone(),
+                (None, Some(at)) => {
+                    ck.err(at, format!("{path}.{field}"), unknown_scene(name, &scenes));
+                    Scene::new(name, Vec::new())
+                }
+                (None, None) => Scene::new(name, Vec::new()),
+            }
+        };
+        let meeting_scene = pick(&r.meeting_scene, "meeting_scene", "meeting");
+        let leave_scene = pick(&r.leave_scene, "leave_scene", "leave");
+        let walk_in_scene = pick(&r.walk_in_scene, "walk_in_scene", "meeting");
+        let extra_scenes = match &r.scenes {
+            None => scenes.values().cloned().collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| match scenes.get(n.get_ref()) {
+                    Some(s) => Some(s.clone()),
+                    None => {
+                        ck.err(n, format!("{path}.scenes"), unknown_scene(n.get_ref(), &scenes));
+                        None
+                    }
+                })
+                .collect(),
+        };
+        let mut bindings = BTreeMap::new();
+        for (key, target) in &r.bindings {
+            let bpath = format!("{path}.bindings.{key}");
+            let Some(cap) = Capability::from_key(key) else {
+                let known: Vec<&str> = Capability::ALL.iter().map(|c| c.key()).collect();
+                ck.err(
+                    target,
+                    bpath,
+                    format!("unknown capability '{key}' (known: {})", known.join(", ")),
+                );
+                continue;
+            };
+            if let Some(pr) = check_binding(ck, cap, target, &bpath, &point_index, &devices) {
+                bindings.insert(cap, pr);
+            }
+        }
+        rooms.push(RoomSite {
+            config: RoomConfig {
+                id: RoomId::from(id.as_str()),
+                name: r.name.clone(),
+                kind,
+                policy,
+                meeting_scene,
+                leave_scene,
+                walk_in_scene,
+                extra_scenes,
+            },
+            capacity: r.capacity,
+            bindings,
+        });
+    }
+    Site {
+        name: file.site.name,
+        timezone,
+        timezone_name,
+        devices,
+        rooms,
+    }
+}
+
+fn id_rule(id: &str) -> String {
+    format!("'{id}' is not a valid id: use 1 to 64 letters, digits, '-' or '_'")
+}
+
+fn unknown_scene(name: &str, scenes: &BTreeMap<String, Scene>) -> String {
+    let known: Vec<&str> = scenes.keys().map(String::as_str).collect();
+    format!("unknown scene '{name}' (defined: {})", known.join(", "))
+}
+
+fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
+    let mut out = Vec::new();
+    let mut ids = HashSet::new();
+    for d in files {
+        let id = d.id.get_ref().clone();
+        let path = format!("devices[{id}]");
+        if !valid_id(&id) {
+            ck.err(&d.id, format!("{path}.id"), id_rule(&id));
+        }
+        if !ids.insert(id.clone()) {
+            ck.err(&d.id, &path, format!("device id '{id}' is used twice"));
+        }
+        let ProtocolFile::ModbusTcp = d.protocol;
+        let ip: Option<IpAddr> = match d.host.get_ref().parse() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                ck.err(
+                    &d.host,
+                    format!("{path}.host"),
+                    format!("'{}' is not an IP address", d.host.get_ref()),
+                );
+                None
+            }
+        };
+        let port = match &d.port {
+            None => 502,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    ck.err(p, format!("{path}.port"), format!("port {} is out of range 1..=65535", p.get_ref()));
+                    502
+                }
+            },
+        };
+        let unit = match &d.unit {
+            None => 1,
+            Some(u) => match u8::try_from(*u.get_ref()) {
+                Ok(v) => v,
+                Err(_) => {
+                    ck.err(u, format!("{path}.unit"), format!("Modbus unit id {} is out of range 0..=255", u.get_ref()));
+                    1
+                }
+            },
+        };
+        let poll = ck.span_duration(&d.poll, &format!("{path}.poll"), scenes::Span::seconds(1));
+        let timeout =
+            ck.span_duration(&d.timeout, &format!("{path}.timeout"), scenes::Span::seconds(1));
+        for (v, what, span) in [(&d.poll, "poll", poll), (&d.timeout, "timeout", timeout)] {
+            if let Some(at) = v
+                && span < scenes::Span::from_millis(10)
+            {
+                ck.err(at, format!("{path}.{what}"), "must be at least 10ms");
+            }
+        }
+        let mut points = Vec::new();
+        let mut point_ids = HashSet::new();
+        for p in &d.points {
+            let pid = p.id.get_ref().clone();
+            let ppath = format!("{path}.points[{pid}]");
+            if !valid_id(&pid) {
+                ck.err(&p.id, format!("{ppath}.id"), id_rule(&pid));
+            }
+            if !point_ids.insert(pid.clone()) {
+                ck.err(&p.id, &ppath, format!("point id '{pid}' is used twice in device '{id}'"));
+            }
+            if let Some(def) = build_point(ck, p, &ppath) {
+                points.push(def);
+            }
+        }
+        if let Some(ip) = ip {
+            out.push(Device {
+                name: d.name.clone().unwrap_or_else(|| id.clone()),
+                id,
+                addr: SocketAddr::new(ip, port),
+                unit,
+                poll: Duration::from_millis(poll.as_millis().unsigned_abs()),
+                timeout: Duration::from_millis(timeout.as_millis().unsigned_abs()),
+                points,
+            });
+        }
+    }
+    out
+}
+
+fn build_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointDef> {
+    let address = match u16::try_from(*p.address.get_ref()) {
+        Ok(a) => a,
+        Err(_) => {
+            ck.err(
+                &p.address,
+                format!("{path}.address"),
+                format!(
+                    "Modbus address {} is out of range 0..=65535 (addresses are 0-based: register 40001 is address 0)",
+                    p.address.get_ref()
+                ),
+            );
+            return None;
+        }
+    };
+    let bit = match &p.bit {
+        None => None,
+        Some(b) => match u8::try_from(*b.get_ref()) {
+            Ok(v) if v <= 15 => Some(v),
+            _ => {
+                ck.err(b, format!("{path}.bit"), format!("bit {} is out of range 0..=15", b.get_ref()));
+                return None;
+            }
+        },
+    };
+    let modbus = ModbusPoint {
+        name: p.id.get_ref().clone(),
+        address: ModbusAddress {
+            table: match p.table {
+                TableFile::Coil => ModbusTable::Coil,
+                TableFile::DiscreteInput => ModbusTable::DiscreteInput,
+                TableFile::InputRegister => ModbusTable::InputRegister,
+                TableFile::HoldingRegister => ModbusTable::HoldingRegister,
+            },
+            address,
+            bit,
+        },
+        data_type: match p.data_type {
+            TypeFile::Bool => DataType::Bool,
+            TypeFile::U16 => DataType::U16,
+            TypeFile::I16 => DataType::I16,
+            TypeFile::U32 => DataType::U32,
+            TypeFile::I32 => DataType::I32,
+            TypeFile::F32 => DataType::F32,
+        },
+        word_order: match p.word_order {
+            None | Some(WordOrderFile::HighFirst) => WordOrder::HighFirst,
+            Some(WordOrderFile::LowFirst) => WordOrder::LowFirst,
+        },
+        scaling: Scaling {
+            scale: p.scale.unwrap_or(1.0),
+            offset: p.offset.unwrap_or(0.0),
+        },
+        access: match p.access {
+            Some(AccessFile::Read) => Access::Read,
+            Some(AccessFile::Write) => Access::Write,
+            Some(AccessFile::ReadWrite) => Access::ReadWrite,
+            // Default: what the table allows.
+            None => match p.table {
+                TableFile::DiscreteInput | TableFile::InputRegister => Access::Read,
+                TableFile::Coil | TableFile::HoldingRegister => Access::ReadWrite,
+            },
+        },
+    };
+    if let Err(e) = modbus.validate() {
+        ck.err(&p.id, path, e.to_string());
+        return None;
+    }
+    Some(PointDef {
+        id: p.id.get_ref().clone(),
+        name: p.name.clone().unwrap_or_else(|| p.id.get_ref().clone()),
+        unit: p.unit.clone(),
+        modbus,
+    })
+}
+
+fn check_binding(
+    ck: &mut Checker<'_>,
+    cap: Capability,
+    target: &Spanned<String>,
+    path: &str,
+    index: &HashMap<(&str, &str), &PointDef>,
+    devices: &[Device],
+) -> Option<PointRef> {
+    let text = target.get_ref();
+    let Some((dev, point)) = text.split_once('/') else {
+        ck.err(
+            target,
+            path,
+            format!("'{text}' is not a point reference: write \"device/point\""),
+        );
+        return None;
+    };
+    let Some(def) = index.get(&(dev, point)) else {
+        let msg = match devices.iter().find(|d| d.id == dev) {
+            None => format!("unknown point '{text}': there is no device '{dev}'"),
+            Some(d) => {
+                let ids: Vec<&str> = d.points.iter().map(|p| p.id.as_str()).collect();
+                format!(
+                    "unknown point '{text}': device '{dev}' has {}",
+                    if ids.is_empty() { "no points".to_owned() } else { ids.join(", ") }
+                )
+            }
+        };
+        ck.err(target, path, msg);
+        return None;
+    };
+    let access = def.modbus.access;
+    if cap.is_output() && !access.can_write() {
+        ck.err(
+            target,
+            path,
+            format!(
+                "point '{text}' is read-only, but {} is written by the gateway",
+                cap.key()
+            ),
+        );
+        return None;
+    }
+    if !cap.is_output() && !access.can_read() {
+        ck.err(
+            target,
+            path,
+            format!("point '{text}' is write-only, but {} must be read", cap.key()),
+        );
+        return None;
+    }
+    let is_bool = def.modbus.data_type == DataType::Bool;
+    if cap.wants_bool() != is_bool {
+        ck.err(
+            target,
+            path,
+            format!(
+                "{} needs a {} point, but '{text}' is {:?}",
+                cap.key(),
+                if cap.wants_bool() { "bool" } else { "numeric" },
+                def.modbus.data_type
+            ),
+        );
+        return None;
+    }
+    Some(PointRef {
+        device: dev.to_owned(),
+        point: point.to_owned(),
+    })
+}
+
+fn on_off(v: &OnOffOrLevel) -> Result<(bool, Option<u8>), String> {
+    match v {
+        OnOffOrLevel::Word(w) if w == "on" => Ok((true, None)),
+        OnOffOrLevel::Word(w) if w == "off" => Ok((false, None)),
+        OnOffOrLevel::Word(w) => Err(format!("'{w}': write \"on\", \"off\" or a level 0..=100")),
+        OnOffOrLevel::Level(l) => match u8::try_from(*l) {
+            Ok(0) => Ok((false, None)),
+            Ok(v) if v <= 100 => Ok((true, Some(v))),
+            _ => Err(format!("level {l} is out of range 0..=100")),
+        },
+    }
+}
+
+fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Option<Step> {
+    let s = st.get_ref();
+    let set = [
+        s.lights.is_some(),
+        s.sockets.is_some(),
+        s.curtains.is_some(),
+        s.hvac.is_some(),
+        s.wait.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    if set != 1 {
+        ck.err(
+            st,
+            path,
+            "a step sets exactly one of lights, sockets, curtains, hvac or wait",
+        );
+        return None;
+    }
+    if (s.mode.is_some() || s.setpoint.is_some()) && s.hvac.is_none() {
+        ck.err(st, path, "mode and setpoint belong to an hvac step");
+        return None;
+    }
+    let result = if let Some(v) = &s.lights {
+        on_off(v).map(|(on, level)| Step::Do(Action::Lights { on, level }))
+    } else if let Some(v) = &s.sockets {
+        match on_off(v) {
+            Ok((on, None)) => Ok(Step::Do(Action::Sockets { on })),
+            Ok(_) => Err("sockets are \"on\" or \"off\"".to_owned()),
+            Err(e) => Err(e),
+        }
+    } else if let Some(p) = s.curtains {
+        match u8::try_from(p) {
+            Ok(v) if v <= 100 => Ok(Step::Do(Action::Curtains { position: v })),
+            _ => Err(format!("curtain position {p} is out of range 0..=100 (% open)")),
+        }
+    } else if let Some(v) = &s.hvac {
+        match on_off(v) {
+            Ok((on, None)) => match s.setpoint {
+                Some(sp) if !(5.0..=35.0).contains(&sp) => {
+                    Err(format!("setpoint {sp} is out of range 5..=35 degrees C"))
+                }
+                sp => Ok(Step::Do(Action::Hvac {
+                    on,
+                    mode: s.mode.map(hvac_mode),
+                    setpoint_c: sp.map(|x| x as f32),
+                })),
+            },
+            Ok(_) => Err("hvac is \"on\" or \"off\" (with optional mode and setpoint)".to_owned()),
+            Err(e) => Err(e),
+        }
+    } else if let Some(w) = &s.wait {
+        parse_span(w).map(Step::Wait)
+    } else {
+        Err("empty step".to_owned())
+    };
+    match result {
+        Ok(step) => Some(step),
+        Err(e) => {
+            ck.err(st, path, e);
+            None
+        }
+    }
+}
+
+fn hvac_mode(m: HvacModeFile) -> HvacMode {
+    match m {
+        HvacModeFile::Heat => HvacMode::Heat,
+        HvacModeFile::Cool => HvacMode::Cool,
+        HvacModeFile::Auto => HvacMode::Auto,
+        HvacModeFile::Fan => HvacMode::Fan,
+    }
+}
+
+fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) -> Policy {
+    let mut p = base;
+    let d = |ck: &mut Checker<'_>, v: &Option<Spanned<String>>, field: &str, cur| {
+        ck.span_duration(v, &format!("{path}.{field}"), cur)
+    };
+    p.starting_soon = d(ck, &f.starting_soon, "starting_soon", p.starting_soon);
+    p.hvac_lead = d(ck, &f.hvac_lead, "hvac_lead", p.hvac_lead);
+    p.lights_lead = d(ck, &f.lights_lead, "lights_lead", p.lights_lead);
+    p.checkin_opens = d(ck, &f.checkin_opens, "checkin_opens", p.checkin_opens);
+    p.no_show_after = d(ck, &f.no_show_after, "no_show_after", p.no_show_after);
+    p.dim_after = d(ck, &f.dim_after, "dim_after", p.dim_after);
+    p.off_after = d(ck, &f.off_after, "off_after", p.off_after);
+    p.back_to_back_gap = d(ck, &f.back_to_back_gap, "back_to_back_gap", p.back_to_back_gap);
+    if let Some(v) = &f.vacancy_release {
+        p.vacancy_release = if v.get_ref() == "off" {
+            None
+        } else {
+            Some(ck.span_duration(
+                &Some(v.clone()),
+                &format!("{path}.vacancy_release"),
+                scenes::Span::minutes(15),
+            ))
+        };
+    }
+    if let Some(v) = f.checkin_required {
+        p.checkin_required = v;
+    }
+    if let Some(v) = f.checkin_on_presence {
+        p.checkin_on_presence = v;
+    }
+    if let Some(v) = &f.dim_level {
+        match u8::try_from(*v.get_ref()) {
+            Ok(l) => p.dim_level = l,
+            Err(_) => ck.err(v, format!("{path}.dim_level"), "must be between 1 and 99 percent"),
+        }
+    }
+    if let Some(v) = &f.hvac_setpoint {
+        p.hvac_setpoint_c = *v.get_ref() as f32;
+    }
+    if let Some(m) = f.hvac_mode {
+        p.hvac_mode = hvac_mode(m);
+    }
+    if let Some(c) = f.closed_light {
+        p.closed_light = match c {
+            ClosedLightFile::Red => StatusLight::Red,
+            ClosedLightFile::Off => StatusLight::Off,
+        };
+    }
+    if let Err(errors) = p.validate() {
+        // Point at the field the rule concerns where the file sets it, else at the section.
+        for e in errors {
+            let field = match &e {
+                scenes::PolicyError::LightsTooLongInEmptyRoom { field, .. }
+                | scenes::PolicyError::Zero { field } => *field,
+                scenes::PolicyError::DimAfterOff { .. } => "dim_after",
+                scenes::PolicyError::DimLevel(_) => "dim_level",
+                scenes::PolicyError::Setpoint(_) => "hvac_setpoint",
+            };
+            let at: Option<std::ops::Range<usize>> = match field {
+                "off_after" => f.off_after.as_ref().map(|s| s.span()),
+                "vacancy_release" => f.vacancy_release.as_ref().map(|s| s.span()),
+                "dim_after" => f.dim_after.as_ref().map(|s| s.span()),
+                "no_show_after" => f.no_show_after.as_ref().map(|s| s.span()),
+                "dim_level" => f.dim_level.as_ref().map(|s| s.span()),
+                "hvac_setpoint" => f.hvac_setpoint.as_ref().map(|s| s.span()),
+                _ => None,
+            };
+            let line_col = at.map(|r| ck.line_col(r.start));
+            ck.errors.push(SiteError {
+                line_col,
+                path: format!("{path}.{field}"),
+                message: e.to_string(),
+            });
+        }
+    }
+    p
+}
+
+impl Site {
+    pub fn device(&self, id: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.id == id)
+    }
+
+    pub fn point(&self, r: &PointRef) -> Option<&PointDef> {
+        self.device(&r.device)?.points.iter().find(|p| p.id == r.point)
+    }
+
+    pub fn room(&self, id: &str) -> Option<&RoomSite> {
+        self.rooms.iter().find(|r| r.config.id.as_str() == id)
+    }
+}

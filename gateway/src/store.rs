@@ -1,0 +1,342 @@
+//! The gateway's embedded store (redb): every table, its schema version, durable writes.
+//!
+//! All storage goes through this module. Each write is one redb transaction committed with
+//! `Durability::Immediate`, so when a method returns `Ok` the data is on disk; callers
+//! acknowledge (HTTP 201, hub ack) only after that. Values are versioned JSON records owned by
+//! this module, converted to and from domain types at the edge.
+
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// Bump when a table's layout changes, and add the migration in `migrate`.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
+const ACTIVITY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("activity");
+
+/// How many activity entries each room keeps on disk.
+pub const ACTIVITY_KEPT_PER_ROOM: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store at {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::DatabaseError,
+    },
+    #[error("store: {0}")]
+    Db(#[from] redb::Error),
+    #[error(
+        "store schema version {found} was written by a newer gateway (this one knows up to {SCHEMA_VERSION}); refusing to touch it"
+    )]
+    TooNew { found: u64 },
+    #[error("store record {key} in {table} is unreadable: {reason}")]
+    Corrupt {
+        table: &'static str,
+        key: String,
+        reason: String,
+    },
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// Where a booking came from; the hub's are authoritative, local ones were made here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BookingSource {
+    Local,
+    Hub,
+}
+
+/// A booking as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBooking {
+    pub id: String,
+    pub room: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub subject: String,
+    pub organizer: String,
+    pub source: BookingSource,
+    #[serde(default)]
+    pub checked_in_ms: Option<i64>,
+}
+
+/// One line of a room's activity log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityRecord {
+    pub at_ms: i64,
+    /// `command`, `outcome`, `state`, `error`.
+    pub kind: String,
+    pub text: String,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, migrating an older schema.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("gateway.redb");
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        let store = Store { db };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        Ok(tx)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let tx = self.write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("schema_version")?.map(|v| v.value());
+            match found {
+                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { found: v }),
+                Some(v) if v == SCHEMA_VERSION => {}
+                // A new store, or an older one: version 1 is the first layout, so there is
+                // nothing to convert yet. Later migrations go here, one step per version.
+                _ => {
+                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                }
+            }
+            tx.open_table(BOOKINGS)?;
+            tx.open_table(ACTIVITY)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get("schema_version")?.map_or(0, |v| v.value()))
+    }
+
+    /// Stores (or replaces) a booking; durable when this returns.
+    pub fn put_booking(&self, b: &StoredBooking) -> Result<(), StoreError> {
+        let bytes = encode(b);
+        let tx = self.write()?;
+        tx.open_table(BOOKINGS)?
+            .insert(b.id.as_str(), bytes.as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn delete_booking(&self, id: &str) -> Result<bool, StoreError> {
+        let tx = self.write()?;
+        let existed = tx.open_table(BOOKINGS)?.remove(id)?.is_some();
+        tx.commit()?;
+        Ok(existed)
+    }
+
+    pub fn booking(&self, id: &str) -> Result<Option<StoredBooking>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BOOKINGS)?;
+        t.get(id)?
+            .map(|v| decode("bookings", id, v.value()))
+            .transpose()
+    }
+
+    /// Every stored booking. A record that cannot be read is reported, not skipped silently.
+    pub fn bookings(&self) -> Result<Vec<StoredBooking>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BOOKINGS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push(decode("bookings", k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes bookings that ended before `before_ms`; returns how many.
+    pub fn prune_bookings(&self, before_ms: i64) -> Result<usize, StoreError> {
+        let old: Vec<String> = self
+            .bookings()?
+            .into_iter()
+            .filter(|b| b.end_ms < before_ms)
+            .map(|b| b.id)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(BOOKINGS)?;
+            for id in &old {
+                t.remove(id.as_str())?;
+            }
+        }
+        tx.commit()?;
+        Ok(old.len())
+    }
+
+    /// Appends activity lines (one transaction for the batch) and trims each room's log.
+    pub fn append_activity(&self, rows: &[(String, ActivityRecord)]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let tx = self.write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut seq = meta.get("activity_seq")?.map_or(0, |v| v.value());
+            let mut t = tx.open_table(ACTIVITY)?;
+            let mut rooms: Vec<&str> = Vec::new();
+            for (room, rec) in rows {
+                seq += 1;
+                t.insert((room.as_str(), seq), encode(rec).as_slice())?;
+                if !rooms.contains(&room.as_str()) {
+                    rooms.push(room);
+                }
+            }
+            meta.insert("activity_seq", seq)?;
+            for room in rooms {
+                let keys: Vec<u64> = t
+                    .range((room, 0)..=(room, u64::MAX))?
+                    .rev()
+                    .skip(ACTIVITY_KEPT_PER_ROOM)
+                    .map(|r| r.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()?;
+                for k in keys {
+                    t.remove((room, k))?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest `limit` activity lines of a room, newest first.
+    pub fn activity(&self, room: &str, limit: usize) -> Result<Vec<ActivityRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ACTIVITY)?;
+        let mut out = Vec::new();
+        for row in t.range((room, 0)..=(room, u64::MAX))?.rev().take(limit) {
+            let (k, v) = row?;
+            out.push(decode("activity", &format!("{room}#{}", k.value().1), v.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serializing these plain records cannot fail (no maps with non-string keys, no I/O).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(
+    table: &'static str,
+    key: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        table,
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn booking(id: &str, end_ms: i64) -> StoredBooking {
+        StoredBooking {
+            id: id.into(),
+            room: "r1".into(),
+            start_ms: 0,
+            end_ms,
+            subject: "s".into(),
+            organizer: "o".into(),
+            source: BookingSource::Local,
+            checked_in_ms: None,
+        }
+    }
+
+    #[test]
+    fn bookings_survive_reopening_and_prune_by_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.put_booking(&booking("a", 10)).expect("put");
+            s.put_booking(&booking("b", 1000)).expect("put");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+        assert_eq!(s.bookings().expect("list").len(), 2);
+        assert_eq!(s.prune_bookings(100).expect("prune"), 1);
+        assert_eq!(s.booking("b").expect("get"), Some(booking("b", 1000)));
+        assert!(s.delete_booking("b").expect("delete"));
+        assert!(s.bookings().expect("list").is_empty());
+    }
+
+    #[test]
+    fn activity_is_kept_per_room_newest_first_and_trimmed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let rows: Vec<(String, ActivityRecord)> = (0..ACTIVITY_KEPT_PER_ROOM as i64 + 5)
+            .map(|i| {
+                let room = if i % 2 == 0 { "r1" } else { "r2" };
+                (
+                    room.to_owned(),
+                    ActivityRecord {
+                        at_ms: i,
+                        kind: "command".into(),
+                        text: format!("line {i}"),
+                    },
+                )
+            })
+            .collect();
+        s.append_activity(&rows).expect("append");
+        s.append_activity(&rows).expect("append again");
+        let r1 = s.activity("r1", usize::MAX).expect("r1");
+        assert_eq!(r1.len(), ACTIVITY_KEPT_PER_ROOM);
+        assert_eq!(r1[0].at_ms, ACTIVITY_KEPT_PER_ROOM as i64 + 4);
+        assert!(s.activity("nowhere", 10).expect("empty").is_empty());
+    }
+
+    #[test]
+    fn a_store_from_a_newer_gateway_is_refused_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            let tx = s.write().expect("tx");
+            tx.open_table(META)
+                .expect("meta")
+                .insert("schema_version", SCHEMA_VERSION + 1)
+                .expect("insert");
+            tx.commit().expect("commit");
+        }
+        let err = Store::open(dir.path()).expect_err("too new");
+        assert!(matches!(err, StoreError::TooNew { found } if found == SCHEMA_VERSION + 1));
+    }
+}
