@@ -1,0 +1,40 @@
+//! Field protocols behind one point interface (Modbus TCP today) and simulators of room devices; knows points and devices, never rooms.
+//!
+//! # Code map
+//!
+//! * [`point`]: the point model. A point has a name, a protocol-typed [`point::ModbusAddress`],
+//!   a [`point::DataType`], word order, scaling and access; [`point::ModbusPoint::validate`]
+//!   refuses configurations no device can serve.
+//! * [`modbus::codec`]: pure conversions between raw coils/registers and [`point::Value`], and
+//!   the read planner that merges neighbouring points into block reads. No I/O.
+//! * [`modbus::tcp`]: the Modbus TCP driver. One owner task per device connection; cloneable
+//!   [`modbus::tcp::DeviceHandle`]s queue writes and reads to it by point name.
+//! * [`sim`]: Modbus TCP simulators of light modules, curtain motors, HVAC controllers, PIR inputs,
+//!   socket modules and status lights, with fault injection. Written without the codec.
+//!
+//! # Invariants
+//!
+//! * Only a device's owner task touches its socket, and it sends one request at a time (a real
+//!   device serves one request at a time).
+//! * Handle requests always go before polling; the queue is checked between every two requests.
+//! * Every request is bounded by a timeout. A device exception fails one request; a timeout or
+//!   transport error takes the link down, makes the device's points unavailable (`None`) and
+//!   starts the backoff. Other devices are unaffected (they have their own tasks).
+//! * Queues are bounded: a full handle queue fails fast instead of blocking the caller.
+//! * The codec and the planner never do I/O and never read the clock.
+//! * Nothing received from a device or a socket is `unwrap()`ed.
+
+pub mod modbus;
+pub mod point;
+pub mod sim;
+
+pub use modbus::codec::{CodecError, Encoded, Raw, ReadBlock, decode, encode, plan_reads};
+pub use modbus::tcp::{
+    Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig,
+    spawn_tcp_device,
+};
+pub use point::{
+    Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, PointError, Scaling, Value,
+    WordOrder, validate_points,
+};
+pub use sim::{SimDevice, SimKind, SimRequest, SimWrite};
