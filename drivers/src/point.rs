@@ -483,7 +483,7 @@ pub enum PointError {
     },
     /// A bit number only makes sense for a bool in a register.
     #[error(
-        "point `{point}`: a bit number is only allowed for a bool in a holding or input register, not for a {data_type} in a {table}"
+        "point `{point}`: a bit number is only allowed for a bool in a holding or input register, not for a {data_type} in the {table} table"
     )]
     BitNotAllowed {
         /// Point name.

@@ -30,8 +30,9 @@ impl TimeFmt {
     }
     /// RFC 3339 with the site's offset.
     pub fn rfc3339(&self, t: Timestamp) -> String {
-        self.zoned(t)
-            .map_or_else(String::new, |z| z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string())
+        self.zoned(t).map_or_else(String::new, |z| {
+            z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
+        })
     }
     /// Parses RFC 3339 (with offset) or a civil `2026-11-21T09:00` in the site's zone.
     pub fn parse(&self, s: &str) -> Result<Timestamp, String> {

@@ -34,8 +34,14 @@ impl Running {
 }
 
 /// Opens the store in `data`, starts the site's devices and loop, and serves HTTP on `listen`.
-pub async fn start(site: Site, data: &Path, listen: SocketAddr, clock: Clock) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+pub async fn start(
+    site: Site,
+    data: &Path,
+    listen: SocketAddr,
+    clock: Clock,
+) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating data dir {}", data.display()))?;
     let store = Store::open(data).context("opening the store")?;
     let listener = TcpListener::bind(listen)
         .await
@@ -43,9 +49,13 @@ pub async fn start(site: Site, data: &Path, listen: SocketAddr, clock: Clock) ->
     let addr = listener.local_addr().context("reading the bound address")?;
     let gateway = Gateway::start(site, store, clock).context("starting the gateway")?;
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let http = tokio::spawn(crate::http::serve(listener, gateway.handle.clone(), async {
-        let _ = stopped.await;
-    }));
+    let http = tokio::spawn(crate::http::serve(
+        listener,
+        gateway.handle.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Ok(Running {
         gateway,
         addr,
@@ -56,9 +66,18 @@ pub async fn start(site: Site, data: &Path, listen: SocketAddr, clock: Clock) ->
 
 /// Reads and validates a site file, with every error in the message.
 pub fn load_site(path: &Path) -> anyhow::Result<Site> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     crate::site::load(&text).map_err(|errors| {
-        let lines: Vec<String> = errors.0.iter().map(|e| format!("{}:{e}", path.display())).collect();
-        anyhow::anyhow!("{} error(s) in the site file:\n{}", lines.len(), lines.join("\n"))
+        let lines: Vec<String> = errors
+            .0
+            .iter()
+            .map(|e| format!("{}:{e}", path.display()))
+            .collect();
+        anyhow::anyhow!(
+            "{} error(s) in the site file:\n{}",
+            lines.len(),
+            lines.join("\n")
+        )
     })
 }

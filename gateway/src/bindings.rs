@@ -70,9 +70,14 @@ pub fn writes_for(bindings: &BTreeMap<Capability, PointRef>, action: &Action) ->
             }
             put(Capability::HvacPower, Value::Bool(*on));
         }
-        Action::Curtains { position } => put(Capability::Curtain, Value::Number(f64::from(*position))),
+        Action::Curtains { position } => {
+            put(Capability::Curtain, Value::Number(f64::from(*position)))
+        }
         Action::Sockets { on } => put(Capability::Socket, Value::Bool(*on)),
-        Action::StatusLight(c) => put(Capability::StatusLight, Value::Number(status_light_code(*c))),
+        Action::StatusLight(c) => put(
+            Capability::StatusLight,
+            Value::Number(status_light_code(*c)),
+        ),
     }
     out
 }
@@ -94,18 +99,49 @@ mod tests {
         b.insert(Capability::Light, p("relay"));
         b.insert(Capability::LightLevel, p("level"));
         b.insert(Capability::HvacPower, p("hvac"));
-        let w = writes_for(&b, &Action::Lights { on: true, level: Some(30) });
+        let w = writes_for(
+            &b,
+            &Action::Lights {
+                on: true,
+                level: Some(30),
+            },
+        );
         assert_eq!(
             w,
             vec![
-                PointWrite { point: p("relay"), value: Value::Bool(true) },
-                PointWrite { point: p("level"), value: Value::Number(30.0) },
+                PointWrite {
+                    point: p("relay"),
+                    value: Value::Bool(true)
+                },
+                PointWrite {
+                    point: p("level"),
+                    value: Value::Number(30.0)
+                },
             ]
         );
-        let w = writes_for(&b, &Action::Lights { on: false, level: None });
+        let w = writes_for(
+            &b,
+            &Action::Lights {
+                on: false,
+                level: None,
+            },
+        );
         assert_eq!(w[1].value, Value::Number(0.0));
         assert!(writes_for(&b, &Action::Curtains { position: 100 }).is_empty());
-        let w = writes_for(&b, &Action::Hvac { on: true, mode: Some(HvacMode::Cool), setpoint_c: Some(22.0) });
-        assert_eq!(w, vec![PointWrite { point: p("hvac"), value: Value::Bool(true) }]);
+        let w = writes_for(
+            &b,
+            &Action::Hvac {
+                on: true,
+                mode: Some(HvacMode::Cool),
+                setpoint_c: Some(22.0),
+            },
+        );
+        assert_eq!(
+            w,
+            vec![PointWrite {
+                point: p("hvac"),
+                value: Value::Bool(true)
+            }]
+        );
     }
 }

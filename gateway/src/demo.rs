@@ -20,7 +20,14 @@ const TEMPLATE: &str = include_str!("demo/site.toml");
 const HVAC_ROOMS: [&str; 4] = ["101", "102", "103", "104"];
 const STATUS_ROOMS: [&str; 7] = ["101", "102", "103", "104", "h1", "h2", "s1"];
 /// PIR input channel (discrete input address) per room.
-const PIR: [(&str, u16); 6] = [("r101", 0), ("r102", 1), ("r103", 2), ("r104", 3), ("h1", 4), ("h2", 5)];
+const PIR: [(&str, u16); 6] = [
+    ("r101", 0),
+    ("r102", 1),
+    ("r103", 2),
+    ("r104", 3),
+    ("h1", 4),
+    ("h2", 5),
+];
 const CYCLE: Duration = Duration::from_secs(20 * 60);
 
 /// The simulators of the demo floor, by device id.
@@ -143,16 +150,25 @@ fn script() -> Vec<(Span, Act)> {
     let mut v = vec![
         // Summit: a meeting already running, people stay past its end, then leave:
         // the staged shutdown (dim, then everything off).
-        (s(0), book("r103", m(-1), m(3), "Design review", "mei@example.com")),
+        (
+            s(0),
+            book("r103", m(-1), m(3), "Design review", "mei@example.com"),
+        ),
         (s(0), Presence("r103", true)),
         (s(1), CheckIn("r103")),
         (m(5), Presence("r103", false)),
         // Fjord: booked soon; presence checks the meeting in (its policy allows it).
-        (s(0), book("r101", m(1), m(8), "Sprint planning", "ana@example.com")),
+        (
+            s(0),
+            book("r101", m(1), m(8), "Sprint planning", "ana@example.com"),
+        ),
         (s(90), Presence("r101", true)),
         (m(6), Presence("r101", false)),
         // Glacier: nobody comes: released as a no-show 2 minutes after start.
-        (s(0), book("r102", m(2), m(12), "Vendor call", "tom@example.com")),
+        (
+            s(0),
+            book("r102", m(2), m(12), "Vendor call", "tom@example.com"),
+        ),
         // Delta: checked in on the door panel.
         (s(0), book("r104", m(5), m(15), "1:1", "lee@example.com")),
         (s(320), Presence("r104", true)),

@@ -11,7 +11,9 @@ pub fn parse_span(text: &str) -> Result<Span, String> {
     let mut total: i64 = 0;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!(
                 "'{text}' is not a duration: write a number and a unit (ms, s, m, h), e.g. \"10m\""
@@ -29,7 +31,11 @@ pub fn parse_span(text: &str) -> Result<Span, String> {
             "s" => 1000,
             "m" | "min" => 60_000,
             "h" => 3_600_000,
-            "" => return Err(format!("'{text}' has a number without a unit (ms, s, m or h)")),
+            "" => {
+                return Err(format!(
+                    "'{text}' has a number without a unit (ms, s, m or h)"
+                ));
+            }
             u => return Err(format!("'{text}': unknown unit '{u}' (use ms, s, m or h)")),
         };
         rest = &rest[unit_len..];
@@ -52,7 +58,11 @@ mod tests {
         assert_eq!(parse_span("1h30m"), Ok(Span::minutes(90)));
         assert_eq!(parse_span("250ms"), Ok(Span::from_millis(250)));
         assert!(parse_span("10").unwrap_err().contains("without a unit"));
-        assert!(parse_span("ten minutes").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_span("ten minutes")
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert!(parse_span("5d").unwrap_err().contains("unknown unit 'd'"));
         assert!(parse_span("").is_err());
     }

@@ -30,17 +30,17 @@ pub async fn serve(
         .await;
 }
 
-fn with(
-    g: GatewayHandle,
-) -> impl Filter<Extract = (GatewayHandle,), Error = Infallible> + Clone {
+fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Infallible> + Clone {
     warp::any().map(move || g.clone())
 }
 
 pub fn routes(
     g: GatewayHandle,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let healthz = warp::path!("healthz").and(warp::get()).and(with(g.clone())).map(
-        |g: GatewayHandle| {
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .and(with(g.clone()))
+        .map(|g: GatewayHandle| {
             let s = g.snapshot();
             let online = s.devices.iter().filter(|d| d.state == "online").count();
             warp::reply::json(&serde_json::json!({
@@ -50,8 +50,7 @@ pub fn routes(
                 "devices": s.devices.len(),
                 "devices_online": online,
             }))
-        },
-    );
+        });
     let page = warp::path::end()
         .and(warp::get())
         .map(|| warp::reply::html(FLOOR_PAGE));
@@ -73,7 +72,9 @@ pub fn routes(
             };
             let mut room = serde_json::to_value(room).unwrap_or_default();
             match timed(g.activity(&id, 200)).await {
-                Ok(activity) => room["activity"] = serde_json::to_value(activity).unwrap_or_default(),
+                Ok(activity) => {
+                    room["activity"] = serde_json::to_value(activity).unwrap_or_default()
+                }
                 Err(e) => return error(&e),
             }
             warp::reply::json(&room).into_response()
@@ -86,17 +87,19 @@ pub fn routes(
         .and(warp::post())
         .and(json_body::<NewBooking>())
         .and(with(g.clone()))
-        .then(|room: String, body: Result<NewBooking, String>, g: GatewayHandle| async move {
-            let req = match body.and_then(|b| booking_request(&g, room, b)) {
-                Ok(r) => r,
-                Err(e) => return error(&ApiError::BadRequest(e)),
-            };
-            match timed(g.add_booking(req)).await {
-                Ok(b) => warp::reply::with_status(warp::reply::json(&b), StatusCode::CREATED)
-                    .into_response(),
-                Err(e) => error(&e),
-            }
-        });
+        .then(
+            |room: String, body: Result<NewBooking, String>, g: GatewayHandle| async move {
+                let req = match body.and_then(|b| booking_request(&g, room, b)) {
+                    Ok(r) => r,
+                    Err(e) => return error(&ApiError::BadRequest(e)),
+                };
+                match timed(g.add_booking(req)).await {
+                    Ok(b) => warp::reply::with_status(warp::reply::json(&b), StatusCode::CREATED)
+                        .into_response(),
+                    Err(e) => error(&e),
+                }
+            },
+        );
     let cancel = warp::path!("api" / "rooms" / String / "bookings" / String)
         .and(warp::delete())
         .and(with(g.clone()))
@@ -111,7 +114,9 @@ pub fn routes(
         .and(with(g.clone()))
         .then(|room: String, g: GatewayHandle| async move {
             match timed(g.check_in(&room)).await {
-                Ok(text) => warp::reply::json(&serde_json::json!({ "result": text })).into_response(),
+                Ok(text) => {
+                    warp::reply::json(&serde_json::json!({ "result": text })).into_response()
+                }
                 Err(e) => error(&e),
             }
         });
@@ -147,7 +152,11 @@ fn json_body<T: serde::de::DeserializeOwned + Send>()
         })
 }
 
-fn booking_request(g: &GatewayHandle, room: String, b: NewBooking) -> Result<BookingRequest, String> {
+fn booking_request(
+    g: &GatewayHandle,
+    room: String,
+    b: NewBooking,
+) -> Result<BookingRequest, String> {
     let now = g.clock.now();
     let (start, end) = match (b.start, b.end, b.minutes) {
         (None, None, Some(m)) if (1..=24 * 60).contains(&m) => {
@@ -173,7 +182,11 @@ fn booking_request(g: &GatewayHandle, room: String, b: NewBooking) -> Result<Boo
 async fn timed<T>(f: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
     tokio::time::timeout(REQUEST_TIMEOUT, f)
         .await
-        .unwrap_or_else(|_| Err(ApiError::Unavailable("the gateway is busy; try again".into())))
+        .unwrap_or_else(|_| {
+            Err(ApiError::Unavailable(
+                "the gateway is busy; try again".into(),
+            ))
+        })
 }
 
 fn error(e: &ApiError) -> warp::reply::Response {
@@ -194,7 +207,10 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
     let (status, msg) = if r.is_not_found() {
         (StatusCode::NOT_FOUND, "no such page".to_owned())
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned())
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed".to_owned(),
+        )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
         (StatusCode::PAYLOAD_TOO_LARGE, "body too large".to_owned())
     } else {

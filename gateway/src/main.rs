@@ -11,7 +11,11 @@ use gateway::clock::Clock;
 use gateway::demo::{DemoFloor, run_scenario};
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "roomgate: meeting rooms that run themselves")]
+#[command(
+    name = "gateway",
+    version,
+    about = "roomgate: meeting rooms that run themselves"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,7 +113,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             timezone,
             print_site,
         } => {
-            let floor = Arc::new(DemoFloor::start().await.context("starting the simulators")?);
+            let floor = Arc::new(
+                DemoFloor::start()
+                    .await
+                    .context("starting the simulators")?,
+            );
             let text = floor.site_toml(&timezone);
             if print_site {
                 print!("{text}");
@@ -147,13 +155,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -195,7 +195,10 @@ impl Gateway {
             cfg.request_timeout = d.timeout;
             let points = d.points.iter().map(|p| p.modbus.clone()).collect();
             let handle = spawn_tcp_device(cfg, points, updates_tx.clone());
-            writers.insert(d.id.clone(), spawn_writer(handle.clone(), failures_tx.clone()));
+            writers.insert(
+                d.id.clone(),
+                spawn_writer(handle.clone(), failures_tx.clone()),
+            );
             devices.insert(d.id.clone(), handle);
         }
         let time = TimeFmt {
@@ -286,10 +289,12 @@ fn spawn_writer(
                     job.what, job.write.value, job.write.point
                 );
                 tracing::warn!(room = %job.room, "{text}");
-                let _ = failures.send(WriteFailure {
-                    room: job.room,
-                    text,
-                }).await;
+                let _ = failures
+                    .send(WriteFailure {
+                        room: job.room,
+                        text,
+                    })
+                    .await;
             }
         }
     });
@@ -327,7 +332,10 @@ impl MainLoop {
                 continue;
             }
             let booking = to_booking(&b);
-            if let Err(e) = self.engine.handle_event(now, Event::BookingUpserted(booking)) {
+            if let Err(e) = self
+                .engine
+                .handle_event(now, Event::BookingUpserted(booking))
+            {
                 tracing::warn!("stored booking {} not restored: {e}", b.id);
                 continue;
             }
@@ -409,7 +417,11 @@ impl MainLoop {
                 }
                 Output::Outcome(o) => {
                     let reason = o.reason.render_with(&|t| self.time.hh_mm(t));
-                    let booking = o.booking.as_ref().map(|b| format!(" [{b}]")).unwrap_or_default();
+                    let booking = o
+                        .booking
+                        .as_ref()
+                        .map(|b| format!(" [{b}]"))
+                        .unwrap_or_default();
                     let text = format!("{:?}{booking}: {reason}", o.kind);
                     self.log(&o.room, "outcome", text, o.at);
                     if let (scenes::OutcomeKind::CheckedIn(_), Some(b)) = (&o.kind, &o.booking) {
@@ -464,7 +476,10 @@ impl MainLoop {
             return;
         }
         if let Err(e) = self.store.append_activity(&self.unsaved) {
-            tracing::error!("activity log not stored ({} lines kept in memory): {e}", self.unsaved.len());
+            tracing::error!(
+                "activity log not stored ({} lines kept in memory): {e}",
+                self.unsaved.len()
+            );
             // Keep them for the next attempt, bounded so a dead disk cannot eat the memory.
             let excess = self.unsaved.len().saturating_sub(10_000);
             self.unsaved.drain(..excess);
@@ -486,7 +501,10 @@ impl MainLoop {
             };
             let now = self.clock.now();
             self.engine.handle_timeout(now);
-            if let Err(e) = self.engine.handle_event(now, Event::Occupancy { room, occupancy }) {
+            if let Err(e) = self
+                .engine
+                .handle_event(now, Event::Occupancy { room, occupancy })
+            {
                 tracing::warn!("occupancy update refused: {e}");
             }
         }
@@ -594,13 +612,17 @@ impl MainLoop {
             )));
         }
         if req.end <= req.start {
-            return Err(ApiError::BadRequest("the booking must end after it starts".into()));
+            return Err(ApiError::BadRequest(
+                "the booking must end after it starts".into(),
+            ));
         }
         if req.end <= now {
             return Err(ApiError::BadRequest("the booking is already over".into()));
         }
         if req.end.since(req.start) > Span::minutes(24 * 60) {
-            return Err(ApiError::BadRequest("a booking lasts at most 24 hours".into()));
+            return Err(ApiError::BadRequest(
+                "a booking lasts at most 24 hours".into(),
+            ));
         }
         for existing in self.store.bookings()? {
             if existing.room == req.room
@@ -608,13 +630,9 @@ impl MainLoop {
                 && req.start.as_millis() < existing.end_ms
             {
                 let b = to_booking(&existing);
-                let running_or_future = self
-                    .engine
-                    .room(&b.room)
-                    .is_some_and(|v| {
-                        v.current.as_ref().is_some_and(|c| c.booking.id == b.id)
-                            || b.start > now
-                    });
+                let running_or_future = self.engine.room(&b.room).is_some_and(|v| {
+                    v.current.as_ref().is_some_and(|c| c.booking.id == b.id) || b.start > now
+                });
                 if running_or_future {
                     let dto = self.booking_dto(&b, existing.checked_in_ms.is_some());
                     return Err(ApiError::Conflict {
@@ -660,7 +678,11 @@ impl MainLoop {
     fn cancel_booking(&mut self, room: &str, id: &str, now: Timestamp) -> Result<(), ApiError> {
         match self.store.booking(id)? {
             Some(b) if b.room == room => {}
-            _ => return Err(ApiError::NotFound(format!("no booking '{id}' in room '{room}'"))),
+            _ => {
+                return Err(ApiError::NotFound(format!(
+                    "no booking '{id}' in room '{room}'"
+                )));
+            }
         }
         self.store.delete_booking(id)?;
         self.room_event(
@@ -670,7 +692,12 @@ impl MainLoop {
                 booking: BookingId::from(id),
             },
         )?;
-        self.log(&RoomId::from(room), "booking", format!("booking [{id}] cancelled"), now);
+        self.log(
+            &RoomId::from(room),
+            "booking",
+            format!("booking [{id}] cancelled"),
+            now,
+        );
         Ok(())
     }
 
@@ -688,10 +715,10 @@ impl MainLoop {
                     point: p.to_string(),
                     value: match self.values.get(p) {
                         Some(Some(Value::Bool(b))) => serde_json::Value::Bool(*b),
-                        Some(Some(Value::Number(n))) => serde_json::Number::from_f64(
-                            (n * 100.0).round() / 100.0,
-                        )
-                        .map_or(serde_json::Value::Null, serde_json::Value::Number),
+                        Some(Some(Value::Number(n))) => {
+                            serde_json::Number::from_f64((n * 100.0).round() / 100.0)
+                                .map_or(serde_json::Value::Null, serde_json::Value::Number)
+                        }
                         _ => serde_json::Value::Null,
                     },
                     unit: self.site.point(p).and_then(|d| d.unit.clone()),
@@ -721,7 +748,12 @@ impl MainLoop {
                     .as_ref()
                     .map(|c| self.booking_dto(c.booking, c.checked_in)),
                 points,
-                scenes: rs.config.extra_scenes.iter().map(|s| s.name.clone()).collect(),
+                scenes: rs
+                    .config
+                    .extra_scenes
+                    .iter()
+                    .map(|s| s.name.clone())
+                    .collect(),
                 activity: self
                     .recent
                     .get(&rs.config.id)

@@ -376,13 +376,29 @@ impl fmt::Display for SiteErrors {
 struct Checker<'a> {
     src: &'a str,
     errors: Vec<SiteError>,
+    /// `device/point` of points that failed their own checks, so bindings to them say so.
+    invalid_points: HashSet<String>,
+    /// Policy errors already reported for the site defaults, not repeated for every room.
+    default_policy_errors: HashSet<String>,
 }
 
 impl Checker<'_> {
+    fn new(src: &str) -> Checker<'_> {
+        Checker {
+            src,
+            errors: Vec::new(),
+            invalid_points: HashSet::new(),
+            default_policy_errors: HashSet::new(),
+        }
+    }
+
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let before = &self.src[..offset.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before.rfind('\n').map_or(before.len(), |n| before.len() - n - 1) + 1;
+        let col = before
+            .rfind('\n')
+            .map_or(before.len(), |n| before.len() - n - 1)
+            + 1;
         (line, col)
     }
 
@@ -421,10 +437,7 @@ impl Checker<'_> {
 /// Parses and validates a site file; on failure returns every error found.
 pub fn load(src: &str) -> Result<Site, SiteErrors> {
     let file: SiteFile = toml::from_str(src).map_err(|e| {
-        let mut ck = Checker {
-            src,
-            errors: Vec::new(),
-        };
+        let mut ck = Checker::new(src);
         let lc = e.span().map(|s| ck.line_col(s.start));
         ck.errors.push(SiteError {
             line_col: lc,
@@ -433,14 +446,14 @@ pub fn load(src: &str) -> Result<Site, SiteErrors> {
         });
         SiteErrors(ck.errors)
     })?;
-    let mut ck = Checker {
-        src,
-        errors: Vec::new(),
-    };
+    let mut ck = Checker::new(src);
     let site = build(&mut ck, file);
     if ck.errors.is_empty() {
         Ok(site)
     } else {
+        // In file order; errors without a position (none today) last.
+        ck.errors
+            .sort_by_key(|e| e.line_col.unwrap_or((usize::MAX, usize::MAX)));
         Err(SiteErrors(ck.errors))
     }
 }
@@ -474,7 +487,11 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
     let devices = build_devices(ck, &file.devices);
     let point_index: HashMap<(&str, &str), &PointDef> = devices
         .iter()
-        .flat_map(|d| d.points.iter().map(move |p| ((d.id.as_str(), p.id.as_str()), p)))
+        .flat_map(|d| {
+            d.points
+                .iter()
+                .map(move |p| ((d.id.as_str(), p.id.as_str()), p))
+        })
         .collect();
 
     // Site scenes (templates), then the built-ins where the site does not override them.
@@ -502,7 +519,13 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         scenes.entry(builtin.name.clone()).or_insert(builtin);
     }
 
-    let defaults = build_policy(ck, &file.defaults.policy, Policy::default(), "defaults.policy");
+    let defaults = build_policy(
+        ck,
+        &file.defaults.policy,
+        Policy::default(),
+        "defaults.policy",
+        None,
+    );
 
     let mut rooms = Vec::new();
     let mut room_ids = HashSet::new();
@@ -520,7 +543,14 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
             KindFile::InstantUse => RoomKind::InstantUse,
             KindFile::Closed => RoomKind::Closed,
         };
-        let policy = build_policy(ck, &r.policy, defaults.clone(), &format!("{path}.policy"));
+        let room_at = Some(ck.line_col(r.id.span().start));
+        let policy = build_policy(
+            ck,
+            &r.policy,
+            defaults.clone(),
+            &format!("{path}.policy"),
+            room_at,
+        );
         let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Scene {
             let (name, at) = match v {
                 Some(s) => (s.get_ref().as_str(), Some(s)),
@@ -545,7 +575,11 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 .filter_map(|n| match scenes.get(n.get_ref()) {
                     Some(s) => Some(s.clone()),
                     None => {
-                        ck.err(n, format!("{path}.scenes"), unknown_scene(n.get_ref(), &scenes));
+                        ck.err(
+                            n,
+                            format!("{path}.scenes"),
+                            unknown_scene(n.get_ref(), &scenes),
+                        );
                         None
                     }
                 })
@@ -613,15 +647,17 @@ fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
             ck.err(&d.id, &path, format!("device id '{id}' is used twice"));
         }
         let ProtocolFile::ModbusTcp = d.protocol;
-        let ip: Option<IpAddr> = match d.host.get_ref().parse() {
-            Ok(ip) => Some(ip),
+        // A bad host still leaves the device in the list, so bindings to its points are
+        // checked against what the file declares (the site is refused anyway).
+        let ip: IpAddr = match d.host.get_ref().parse() {
+            Ok(ip) => ip,
             Err(_) => {
                 ck.err(
                     &d.host,
                     format!("{path}.host"),
                     format!("'{}' is not an IP address", d.host.get_ref()),
                 );
-                None
+                IpAddr::from([0, 0, 0, 0])
             }
         };
         let port = match &d.port {
@@ -629,7 +665,11 @@ fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
             Some(p) => match u16::try_from(*p.get_ref()) {
                 Ok(v) if v > 0 => v,
                 _ => {
-                    ck.err(p, format!("{path}.port"), format!("port {} is out of range 1..=65535", p.get_ref()));
+                    ck.err(
+                        p,
+                        format!("{path}.port"),
+                        format!("port {} is out of range 1..=65535", p.get_ref()),
+                    );
                     502
                 }
             },
@@ -639,14 +679,21 @@ fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
             Some(u) => match u8::try_from(*u.get_ref()) {
                 Ok(v) => v,
                 Err(_) => {
-                    ck.err(u, format!("{path}.unit"), format!("Modbus unit id {} is out of range 0..=255", u.get_ref()));
+                    ck.err(
+                        u,
+                        format!("{path}.unit"),
+                        format!("Modbus unit id {} is out of range 0..=255", u.get_ref()),
+                    );
                     1
                 }
             },
         };
         let poll = ck.span_duration(&d.poll, &format!("{path}.poll"), scenes::Span::seconds(1));
-        let timeout =
-            ck.span_duration(&d.timeout, &format!("{path}.timeout"), scenes::Span::seconds(1));
+        let timeout = ck.span_duration(
+            &d.timeout,
+            &format!("{path}.timeout"),
+            scenes::Span::seconds(1),
+        );
         for (v, what, span) in [(&d.poll, "poll", poll), (&d.timeout, "timeout", timeout)] {
             if let Some(at) = v
                 && span < scenes::Span::from_millis(10)
@@ -663,23 +710,28 @@ fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
                 ck.err(&p.id, format!("{ppath}.id"), id_rule(&pid));
             }
             if !point_ids.insert(pid.clone()) {
-                ck.err(&p.id, &ppath, format!("point id '{pid}' is used twice in device '{id}'"));
+                ck.err(
+                    &p.id,
+                    &ppath,
+                    format!("point id '{pid}' is used twice in device '{id}'"),
+                );
             }
-            if let Some(def) = build_point(ck, p, &ppath) {
-                points.push(def);
+            match build_point(ck, p, &ppath) {
+                Some(def) => points.push(def),
+                None => {
+                    ck.invalid_points.insert(format!("{id}/{pid}"));
+                }
             }
         }
-        if let Some(ip) = ip {
-            out.push(Device {
-                name: d.name.clone().unwrap_or_else(|| id.clone()),
-                id,
-                addr: SocketAddr::new(ip, port),
-                unit,
-                poll: Duration::from_millis(poll.as_millis().unsigned_abs()),
-                timeout: Duration::from_millis(timeout.as_millis().unsigned_abs()),
-                points,
-            });
-        }
+        out.push(Device {
+            name: d.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            addr: SocketAddr::new(ip, port),
+            unit,
+            poll: Duration::from_millis(poll.as_millis().unsigned_abs()),
+            timeout: Duration::from_millis(timeout.as_millis().unsigned_abs()),
+            points,
+        });
     }
     out
 }
@@ -704,7 +756,11 @@ fn build_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointD
         Some(b) => match u8::try_from(*b.get_ref()) {
             Ok(v) if v <= 15 => Some(v),
             _ => {
-                ck.err(b, format!("{path}.bit"), format!("bit {} is out of range 0..=15", b.get_ref()));
+                ck.err(
+                    b,
+                    format!("{path}.bit"),
+                    format!("bit {} is out of range 0..=15", b.get_ref()),
+                );
                 return None;
             }
         },
@@ -778,13 +834,25 @@ fn check_binding(
         return None;
     };
     let Some(def) = index.get(&(dev, point)) else {
+        if ck.invalid_points.contains(text) {
+            ck.err(
+                target,
+                path,
+                format!("point '{text}' is invalid (see its own error)"),
+            );
+            return None;
+        }
         let msg = match devices.iter().find(|d| d.id == dev) {
             None => format!("unknown point '{text}': there is no device '{dev}'"),
             Some(d) => {
                 let ids: Vec<&str> = d.points.iter().map(|p| p.id.as_str()).collect();
                 format!(
                     "unknown point '{text}': device '{dev}' has {}",
-                    if ids.is_empty() { "no points".to_owned() } else { ids.join(", ") }
+                    if ids.is_empty() {
+                        "no points".to_owned()
+                    } else {
+                        ids.join(", ")
+                    }
                 )
             }
         };
@@ -807,7 +875,10 @@ fn check_binding(
         ck.err(
             target,
             path,
-            format!("point '{text}' is write-only, but {} must be read", cap.key()),
+            format!(
+                "point '{text}' is write-only, but {} must be read",
+                cap.key()
+            ),
         );
         return None;
     }
@@ -879,7 +950,9 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
     } else if let Some(p) = s.curtains {
         match u8::try_from(p) {
             Ok(v) if v <= 100 => Ok(Step::Do(Action::Curtains { position: v })),
-            _ => Err(format!("curtain position {p} is out of range 0..=100 (% open)")),
+            _ => Err(format!(
+                "curtain position {p} is out of range 0..=100 (% open)"
+            )),
         }
     } else if let Some(v) = &s.hvac {
         match on_off(v) {
@@ -919,7 +992,13 @@ fn hvac_mode(m: HvacModeFile) -> HvacMode {
     }
 }
 
-fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) -> Policy {
+fn build_policy(
+    ck: &mut Checker<'_>,
+    f: &PolicyFile,
+    base: Policy,
+    path: &str,
+    section: Option<(usize, usize)>,
+) -> Policy {
     let mut p = base;
     let d = |ck: &mut Checker<'_>, v: &Option<Spanned<String>>, field: &str, cur| {
         ck.span_duration(v, &format!("{path}.{field}"), cur)
@@ -931,7 +1010,12 @@ fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) 
     p.no_show_after = d(ck, &f.no_show_after, "no_show_after", p.no_show_after);
     p.dim_after = d(ck, &f.dim_after, "dim_after", p.dim_after);
     p.off_after = d(ck, &f.off_after, "off_after", p.off_after);
-    p.back_to_back_gap = d(ck, &f.back_to_back_gap, "back_to_back_gap", p.back_to_back_gap);
+    p.back_to_back_gap = d(
+        ck,
+        &f.back_to_back_gap,
+        "back_to_back_gap",
+        p.back_to_back_gap,
+    );
     if let Some(v) = &f.vacancy_release {
         p.vacancy_release = if v.get_ref() == "off" {
             None
@@ -952,7 +1036,11 @@ fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) 
     if let Some(v) = &f.dim_level {
         match u8::try_from(*v.get_ref()) {
             Ok(l) => p.dim_level = l,
-            Err(_) => ck.err(v, format!("{path}.dim_level"), "must be between 1 and 99 percent"),
+            Err(_) => ck.err(
+                v,
+                format!("{path}.dim_level"),
+                "must be between 1 and 99 percent",
+            ),
         }
     }
     if let Some(v) = &f.hvac_setpoint {
@@ -968,8 +1056,16 @@ fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) 
         };
     }
     if let Err(errors) = p.validate() {
-        // Point at the field the rule concerns where the file sets it, else at the section.
+        // Point at the field the rule concerns where the file sets it. An error a room merely
+        // inherits from the site defaults was reported there once and is not repeated.
+        let is_defaults = path == "defaults.policy";
         for e in errors {
+            let message = e.to_string();
+            if is_defaults {
+                ck.default_policy_errors.insert(message.clone());
+            } else if ck.default_policy_errors.contains(&message) {
+                continue;
+            }
             let field = match &e {
                 scenes::PolicyError::LightsTooLongInEmptyRoom { field, .. }
                 | scenes::PolicyError::Zero { field } => *field,
@@ -986,11 +1082,11 @@ fn build_policy(ck: &mut Checker<'_>, f: &PolicyFile, base: Policy, path: &str) 
                 "hvac_setpoint" => f.hvac_setpoint.as_ref().map(|s| s.span()),
                 _ => None,
             };
-            let line_col = at.map(|r| ck.line_col(r.start));
+            let line_col = at.map(|r| ck.line_col(r.start)).or(section);
             ck.errors.push(SiteError {
                 line_col,
                 path: format!("{path}.{field}"),
-                message: e.to_string(),
+                message,
             });
         }
     }
@@ -1003,7 +1099,10 @@ impl Site {
     }
 
     pub fn point(&self, r: &PointRef) -> Option<&PointDef> {
-        self.device(&r.device)?.points.iter().find(|p| p.id == r.point)
+        self.device(&r.device)?
+            .points
+            .iter()
+            .find(|p| p.id == r.point)
     }
 
     pub fn room(&self, id: &str) -> Option<&RoomSite> {

@@ -242,7 +242,11 @@ impl Store {
         let mut out = Vec::new();
         for row in t.range((room, 0)..=(room, u64::MAX))?.rev().take(limit) {
             let (k, v) = row?;
-            out.push(decode("activity", &format!("{room}#{}", k.value().1), v.value())?);
+            out.push(decode(
+                "activity",
+                &format!("{room}#{}", k.value().1),
+                v.value(),
+            )?);
         }
         Ok(out)
     }

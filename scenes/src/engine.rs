@@ -22,8 +22,14 @@ pub enum Event {
     BookingCancelled { room: RoomId, booking: BookingId },
     /// The room's presence sensors changed (or became unavailable: `Unknown`).
     Occupancy { room: RoomId, occupancy: Occupancy },
-    /// Someone checked in at the room (reader, panel, API).
-    CheckIn { room: RoomId, method: CheckInMethod },
+    /// Someone checked in at the room (reader, panel, API). `booking` names the booking when
+    /// the caller knows it (a restart restoring a stored check-in); else the room's current or
+    /// next booking in its check-in window is meant.
+    CheckIn {
+        room: RoomId,
+        method: CheckInMethod,
+        booking: Option<BookingId>,
+    },
     /// Someone asked for a scene by name.
     RunScene {
         room: RoomId,

@@ -165,11 +165,13 @@ impl Room {
                 }
                 self.occupancy = occupancy;
             }
-            Event::CheckIn { method, .. } => {
+            Event::CheckIn {
+                method, booking, ..
+            } => {
                 if closed {
                     return Err(EngineError::RoomClosed(self.cfg.id.clone()));
                 }
-                self.check_in(&mut cx, method);
+                self.check_in(&mut cx, method, booking.as_ref());
             }
             Event::RunScene { scene, by, .. } => {
                 if closed {
@@ -233,18 +235,19 @@ impl Room {
     }
 
     /// The booking a check-in now would apply to: the running one, or the next whose window opened.
-    fn checkin_candidate(&self, now: Timestamp) -> Option<usize> {
+    fn checkin_candidate(&self, now: Timestamp, only: Option<&BookingId>) -> Option<usize> {
         let opens = self.cfg.policy.checkin_opens;
         self.bookings.iter().position(|e| {
-            !e.finished
+            only.is_none_or(|id| &e.booking.id == id)
+                && !e.finished
                 && e.checked_in.is_none()
                 && e.booking.start - opens <= now
                 && now < e.booking.end
         })
     }
 
-    fn check_in(&mut self, cx: &mut Ctx<'_>, method: CheckInMethod) {
-        match self.checkin_candidate(cx.now) {
+    fn check_in(&mut self, cx: &mut Ctx<'_>, method: CheckInMethod, only: Option<&BookingId>) {
+        match self.checkin_candidate(cx.now, only) {
             Some(i) => {
                 self.bookings[i].checked_in = Some(cx.now);
                 let id = self.bookings[i].booking.id.clone();
@@ -282,9 +285,9 @@ impl Room {
         let p = self.cfg.policy.clone();
         if p.checkin_on_presence
             && self.occupancy == Occupancy::Occupied
-            && self.checkin_candidate(now).is_some()
+            && self.checkin_candidate(now, None).is_some()
         {
-            self.check_in(&mut cx, CheckInMethod::Presence);
+            self.check_in(&mut cx, CheckInMethod::Presence, None);
         }
 
         if let Phase::Meeting(id) = self.phase.clone() {

@@ -104,6 +104,7 @@ fn check_in(room: &str) -> Event {
     Event::CheckIn {
         room: RoomId::from(room),
         method: CheckInMethod::Panel,
+        booking: None,
     }
 }
 
