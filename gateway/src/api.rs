@@ -94,6 +94,8 @@ pub struct PointDto {
     pub point: String,
     /// `true`/`false`, a number, or `null` while the device is unavailable.
     pub value: serde_json::Value,
+    /// What a coded value means ("auto", "red", "on"), where the code is fixed.
+    pub label: Option<&'static str>,
     pub unit: Option<String>,
 }
 

@@ -37,6 +37,22 @@ pub fn status_light_code(c: StatusLight) -> f64 {
     }
 }
 
+/// A human label for a capability's coded value ("auto", "red"), where the code is fixed.
+pub fn label(cap: Capability, value: &Value) -> Option<&'static str> {
+    let code = value.as_f64();
+    let names: &[&'static str] = match cap {
+        Capability::HvacMode => &["off", "heat", "cool", "auto", "fan"],
+        Capability::StatusLight => &["off", "green", "yellow", "yellow blinking", "red"],
+        Capability::Light | Capability::HvacPower | Capability::Socket => &["off", "on"],
+        Capability::Occupancy => &["vacant", "occupied"],
+        _ => return None,
+    };
+    if code.fract() != 0.0 || code < 0.0 {
+        return None;
+    }
+    names.get(code as usize).copied()
+}
+
 /// The point writes that carry out `action` in a room with these bindings. Capabilities the
 /// room does not have are skipped (a leave scene closes curtains only where there are some).
 pub fn writes_for(bindings: &BTreeMap<Capability, PointRef>, action: &Action) -> Vec<PointWrite> {

@@ -721,6 +721,11 @@ impl MainLoop {
                         }
                         _ => serde_json::Value::Null,
                     },
+                    label: self
+                        .values
+                        .get(p)
+                        .and_then(|v| v.as_ref())
+                        .and_then(|v| crate::bindings::label(*cap, v)),
                     unit: self.site.point(p).and_then(|d| d.unit.clone()),
                 })
                 .collect();

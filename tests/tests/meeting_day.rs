@@ -316,6 +316,16 @@ async fn a_meeting_day_drives_the_devices_the_building_sees() {
     assert!(answer.contains("CheckedIn"), "check-in answer: {answer}");
     h.expect_registers("status red", |f| status(f) == 4).await;
     assert_eq!(h.state("r1"), "in_meeting");
+    let gw = h.gw().clone();
+    wait_for("the API shows the status light as red", WAIT, || {
+        gw.snapshot().rooms.iter().any(|r| {
+            r.id == "r1"
+                && r.points
+                    .iter()
+                    .any(|p| p.capability == "status_light" && p.label == Some("red"))
+        })
+    })
+    .await;
 
     // They leave just before the end; at the end the leave scene switches everything off.
     h.advance_to("09:58").await;
