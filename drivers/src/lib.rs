@@ -2,6 +2,9 @@
 //!
 //! # Code map
 //!
+//! * [`device`]: the protocol-agnostic face of a device: [`device::DeviceHandle`] (write and
+//!   read points by name), [`device::PointUpdate`]s, [`device::DeviceHealth`], [`device::DriverError`].
+//!   Every protocol's spawn function returns this handle; the gateway sees nothing else.
 //! * [`point`]: the point model. A point has a name, a protocol-typed [`point::ModbusAddress`],
 //!   a [`point::DataType`], word order, scaling and access; [`point::ModbusPoint::validate`]
 //!   refuses configurations no device can serve.
@@ -24,15 +27,14 @@
 //! * The codec and the planner never do I/O and never read the clock.
 //! * Nothing received from a device or a socket is `unwrap()`ed.
 
+pub mod device;
 pub mod modbus;
 pub mod point;
 pub mod sim;
 
+pub use device::{Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointUpdate};
 pub use modbus::codec::{CodecError, Encoded, Raw, ReadBlock, decode, encode, plan_reads};
-pub use modbus::tcp::{
-    Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig,
-    spawn_tcp_device,
-};
+pub use modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 pub use point::{
     Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, PointError, Scaling, Value,
     WordOrder, validate_points,

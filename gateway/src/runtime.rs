@@ -8,7 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::modbus::tcp::{DeviceHandle, PointUpdate, TcpDeviceConfig, spawn_tcp_device};
+use drivers::device::{DeviceHandle, LinkState, PointUpdate};
+use drivers::modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 use drivers::point::Value;
 use scenes::{
     Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, Output, RoomId,
@@ -777,9 +778,9 @@ impl MainLoop {
                     name: d.name.clone(),
                     address: format!("{} unit {}", d.addr, d.unit),
                     state: match h.state {
-                        drivers::modbus::tcp::LinkState::Online => "online",
-                        drivers::modbus::tcp::LinkState::Offline => "offline",
-                        drivers::modbus::tcp::LinkState::Connecting => "connecting",
+                        LinkState::Online => "online",
+                        LinkState::Offline => "offline",
+                        LinkState::Connecting => "connecting",
                     },
                     last_error: h.last_error.clone(),
                     requests: h.counters.requests,

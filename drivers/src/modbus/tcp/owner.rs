@@ -9,9 +9,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::{Request, Response, Slave};
 
-use super::{
-    Command, Counters, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig,
-};
+use super::{Counters, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig};
+use crate::device::Request as DeviceRequest;
 use crate::modbus::codec::{self, Encoded, Raw, ReadBlock};
 use crate::point::{ModbusPoint, ModbusTable, Value};
 
@@ -64,7 +63,7 @@ pub(super) struct Owner {
     published: Vec<Option<Option<Value>>>,
     updates: mpsc::Sender<PointUpdate>,
     health: watch::Sender<DeviceHealth>,
-    commands: mpsc::Receiver<Command>,
+    commands: mpsc::Receiver<DeviceRequest>,
     backoff: Duration,
 }
 
@@ -75,7 +74,7 @@ impl Owner {
         usable: Vec<bool>,
         updates: mpsc::Sender<PointUpdate>,
         health: watch::Sender<DeviceHealth>,
-        commands: mpsc::Receiver<Command>,
+        commands: mpsc::Receiver<DeviceRequest>,
     ) -> Self {
         let mut blocks = codec::plan_reads(&points, cfg.max_gap);
         for block in &mut blocks {
@@ -285,14 +284,22 @@ impl Owner {
     }
 
     /// Serves one handle request. The reply goes out before any follow-up read.
-    async fn serve(&mut self, context: &mut Context, command: Command) -> Result<(), LinkDown> {
+    async fn serve(
+        &mut self,
+        context: &mut Context,
+        command: DeviceRequest,
+    ) -> Result<(), LinkDown> {
         match command {
-            Command::Write {
+            DeviceRequest::Write {
                 index,
-                encoded,
+                value,
                 reply,
             } => {
-                let result = self.write_point(context, index, &encoded).await;
+                let result = match self.points.get(index).map(|p| codec::encode(p, value)) {
+                    Some(Ok(encoded)) => self.write_point(context, index, &encoded).await,
+                    Some(Err(e)) => Err(DriverError::Codec(e)),
+                    None => Err(DriverError::UnknownPoint(index.to_string())),
+                };
                 let link_failure = result
                     .as_ref()
                     .err()
@@ -309,7 +316,7 @@ impl Owner {
                 }
                 Ok(())
             }
-            Command::Read { index, reply } => {
+            DeviceRequest::Read { index, reply } => {
                 let result = self.read_point(context, index).await;
                 let link_failure = result
                     .as_ref()
