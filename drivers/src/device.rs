@@ -113,6 +113,9 @@ pub enum DriverError {
     /// The driver has stopped.
     #[error("the device driver has stopped")]
     Closed,
+    /// The protocol has no such operation (e.g. relinquish on Modbus).
+    #[error("{0} is not supported by this protocol")]
+    Unsupported(&'static str),
 }
 
 impl DriverError {
@@ -121,6 +124,27 @@ impl DriverError {
     pub fn is_link_failure(&self) -> bool {
         matches!(self, DriverError::Timeout | DriverError::Transport(_))
     }
+}
+
+/// How a credential was presented at a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    Card,
+    Qr,
+    Pin,
+}
+
+/// A credential presented at a reader (card, QR code, PIN), as a serial or networked reader
+/// reported it. Sent on its own channel: it is an event, not a point value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRead {
+    /// The reader device's name.
+    pub device: String,
+    /// The reader's point (one device may have several readers).
+    pub reader: String,
+    pub kind: CredentialKind,
+    /// The credential as the reader sent it (card number, QR payload), trimmed.
+    pub credential: String,
 }
 
 /// A request from a handle to a device's owner task. Points are addressed by their index in
@@ -136,6 +160,11 @@ pub(crate) enum Request {
         index: usize,
         reply: oneshot::Sender<Result<Value, DriverError>>,
     },
+    /// Hand control of a point back (BACnet: write NULL at the gateway's priority).
+    Relinquish {
+        index: usize,
+        reply: oneshot::Sender<Result<(), DriverError>>,
+    },
 }
 
 impl Request {
@@ -146,6 +175,9 @@ impl Request {
                 let _ = reply.send(Err(error));
             }
             Request::Read { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            Request::Relinquish { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
         }
@@ -220,6 +252,22 @@ impl DeviceHandle {
         let p = self.lookup(point)?;
         let (reply, answer) = oneshot::channel();
         self.submit(Request::Read {
+            index: p.index,
+            reply,
+        })?;
+        answer.await.map_err(|_| DriverError::Closed)?
+    }
+
+    /// Hands control of a point back to the device's own logic (BACnet: relinquishes the
+    /// gateway's priority slot). Protocols without command priorities answer
+    /// [`DriverError::Unsupported`].
+    pub async fn relinquish(&self, point: &str) -> Result<(), DriverError> {
+        let p = self.lookup(point)?;
+        if !p.access.can_write() {
+            return Err(DriverError::NotWritable(point.to_owned()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request::Relinquish {
             index: p.index,
             reply,
         })?;

@@ -32,7 +32,10 @@ pub mod modbus;
 pub mod point;
 pub mod sim;
 
-pub use device::{Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointUpdate};
+pub use device::{
+    Counters, CredentialKind, CredentialRead, DeviceHandle, DeviceHealth, DriverError, LinkState,
+    PointUpdate,
+};
 pub use modbus::codec::{CodecError, Encoded, Raw, ReadBlock, decode, encode, plan_reads};
 pub use modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 pub use point::{

@@ -316,6 +316,16 @@ impl Owner {
                 }
                 Ok(())
             }
+            DeviceRequest::Relinquish { index, reply } => {
+                tracing::debug!(
+                    point = index,
+                    "relinquish refused: Modbus has no priorities"
+                );
+                let _ = reply.send(Err(DriverError::Unsupported(
+                    "relinquish (Modbus has no command priorities)",
+                )));
+                Ok(())
+            }
             DeviceRequest::Read { index, reply } => {
                 let result = self.read_point(context, index).await;
                 let link_failure = result
