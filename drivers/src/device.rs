@@ -116,6 +116,44 @@ pub enum DriverError {
     /// The protocol has no such operation (e.g. relinquish on Modbus).
     #[error("{0} is not supported by this protocol")]
     Unsupported(&'static str),
+    /// The BACnet device answered with an Error PDU (ASHRAE 135 Clause 20.1.7; classes and
+    /// codes in Clause 18); the link stays up.
+    #[error("the BACnet device refused {service}: {}", crate::bacnet::error_text(*class, *code))]
+    BacnetError {
+        /// The service, e.g. "WriteProperty".
+        service: &'static str,
+        /// Error class (Clause 18.1).
+        class: u16,
+        /// Error code (Clause 18.2 onwards).
+        code: u16,
+    },
+    /// The BACnet device rejected the request as malformed or unsupported (Reject PDU,
+    /// Clause 20.1.5; reasons in Clause 18.9); the link stays up.
+    #[error("the BACnet device rejected {service}: {}", crate::bacnet::reject_text(*reason))]
+    BacnetReject {
+        /// The service.
+        service: &'static str,
+        /// Reject reason.
+        reason: u8,
+    },
+    /// The BACnet device aborted the transaction (Abort PDU, Clause 20.1.6; reasons in
+    /// Clause 18.10); the link stays up.
+    #[error("the BACnet device aborted {service}: {}", crate::bacnet::abort_text(*reason))]
+    BacnetAbort {
+        /// The service.
+        service: &'static str,
+        /// Abort reason.
+        reason: u8,
+    },
+    /// A value that does not fit a BACnet point's datatype, offered or received (nothing is
+    /// sent; the link stays up).
+    #[error("point `{point}`: {message}")]
+    BacnetValue {
+        /// The point's name.
+        point: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 impl DriverError {

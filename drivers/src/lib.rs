@@ -12,6 +12,16 @@
 //!   the read planner that merges neighbouring points into block reads. No I/O.
 //! * [`modbus::tcp`]: the Modbus TCP driver. One owner task per device connection; cloneable
 //!   [`modbus::tcp::DeviceHandle`]s queue writes and reads to it by point name.
+//! * [`modbus::rtu`]: Modbus RTU buses (RS-485 ports via tokio-serial, or serial servers over
+//!   TCP). One owner task per bus serializes every unit on it; one [`DeviceHandle`] per unit.
+//!   Its module docs list the site-file settings a bus and its units need.
+//! * [`bacnet`]: BACnet/IP. One [`bacnet::BacnetNetwork`] per interface owns the UDP socket
+//!   (port 47808 is shared by every BACnet device); one owner task per device behind a
+//!   [`device::DeviceHandle`] (Who-Is/I-Am, COV subscriptions, RPM/RP polling, writes at a
+//!   priority, relinquish); discovery for the installer console; [`bacnet::BacnetPoint`] and
+//!   its validation; a room-controller simulator ([`bacnet::sim`]) with fault injection.
+//! * [`serial`]: serial line devices (PIR sensors, card/QR/PIN readers on RS-232/RS-485):
+//!   installer-defined profiles, pure streaming decoders, one owner task per port, simulators.
 //! * [`sim`]: Modbus TCP simulators of light modules, curtain motors, HVAC controllers, PIR inputs,
 //!   socket modules and status lights, with fault injection. Written without the codec.
 //!
@@ -27,9 +37,11 @@
 //! * The codec and the planner never do I/O and never read the clock.
 //! * Nothing received from a device or a socket is `unwrap()`ed.
 
+pub mod bacnet;
 pub mod device;
 pub mod modbus;
 pub mod point;
+pub mod serial;
 pub mod sim;
 
 pub use device::{
@@ -37,9 +49,15 @@ pub use device::{
     PointUpdate,
 };
 pub use modbus::codec::{CodecError, Encoded, Raw, ReadBlock, decode, encode, plan_reads};
+pub use modbus::rtu::{RtuBus, RtuBusConfig, RtuBusStats, RtuLink, RtuUnitConfig, spawn_rtu_bus};
 pub use modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 pub use point::{
     Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, PointError, Scaling, Value,
     WordOrder, validate_points,
+};
+pub use point::{ByteOrder, ValueLabels, parse_layout};
+pub use serial::{
+    SerialDeviceConfig, SerialDeviceSpec, SerialPortConfig, spawn_serial_device,
+    spawn_serial_device_on,
 };
 pub use sim::{SimDevice, SimKind, SimRequest, SimWrite};

@@ -1,12 +1,48 @@
 //! The point model: a named value on a device, its protocol-typed Modbus address, and load-time validation.
 //!
 //! A *point* is the unit the rest of the system talks about ("light 1 relay", "room temperature").
-//! Everything protocol-specific about it lives in [`ModbusAddress`], [`DataType`], [`WordOrder`] and
-//! [`Scaling`]; [`ModbusPoint::validate`] refuses combinations a Modbus device cannot serve, with
-//! messages an installer can act on. Points that fail validation are never polled or written.
+//! Everything protocol-specific about it lives in [`ModbusAddress`], [`DataType`], [`WordOrder`],
+//! [`ByteOrder`] and [`Scaling`]; what it means to people lives in its optional unit and
+//! [`ValueLabels`] (0 "off", 1 "heat", ...). A point may also be polled at its own
+//! [`ModbusPoint::poll_interval`]. [`ModbusPoint::validate`] refuses combinations a Modbus device
+//! cannot serve, with messages an installer can act on. Points that fail validation are never
+//! polled or written.
+//!
+//! # Register layouts of 32- and 64-bit values
+//!
+//! Modbus only says that the bytes of one register are big-endian (Modbus Application Protocol
+//! V1.1b3, 4.2); devices disagree on everything beyond. Naming the bytes of a 32-bit value `A`
+//! (most significant) to `D`, the four layouts seen in the field are:
+//!
+//! | layout | [`WordOrder`] | [`ByteOrder`] | registers on the wire |
+//! |---|---|---|---|
+//! | `ABCD` | `HighFirst` | `Normal` | `AB` `CD` (the Modbus convention) |
+//! | `CDAB` | `LowFirst` | `Normal` | `CD` `AB` ("word swapped") |
+//! | `BADC` | `HighFirst` | `Swapped` | `BA` `DC` ("byte swapped") |
+//! | `DCBA` | `LowFirst` | `Swapped` | `DC` `BA` (little-endian) |
+//!
+//! 64-bit values extend the same way: `LowFirst` reverses the order of all four registers
+//! (`GH EF CD AB`), `Swapped` swaps the two bytes inside each register. [`parse_layout`] reads
+//! these names as an installer writes them. The byte order also applies to 16-bit values; a
+//! `Bool` inside a register numbers its bits on the register as transmitted, whatever the byte
+//! order.
+//!
+//! # Site configuration (suggested TOML, for Modbus TCP and RTU points alike)
+//!
+//! ```toml
+//! # existing: id, table, address, type, bit, word_order, scale, offset, access, unit
+//! { id = "energy", table = "input", address = 10, type = "u64",  # new types: u64, i64, f64
+//!   layout = "CDAB",            # ABCD | CDAB | BADC | DCBA (or 64-bit names), see parse_layout;
+//!                               # replaces word_order, which stays accepted
+//!   unit = "Wh",                # ModbusPoint::unit
+//!   poll_interval_ms = 60000 }  # ModbusPoint::poll_interval; omit to poll with the device
+//! { id = "mode", table = "holding", address = 0, type = "u16",
+//!   labels = { 0 = "off", 1 = "heat", 2 = "cool", 3 = "auto", 4 = "fan" } }  # ValueLabels
+//! ```
 
 use std::collections::HashSet;
 use std::fmt;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -25,6 +61,13 @@ pub enum DataType {
     I32,
     /// Two registers, IEEE-754 single precision.
     F32,
+    /// Four registers, unsigned. Values above 2^53 lose precision in [`Value::Number`].
+    U64,
+    /// Four registers, two's complement. Values beyond ±2^53 lose precision in
+    /// [`Value::Number`].
+    I64,
+    /// Four registers, IEEE-754 double precision.
+    F64,
 }
 
 impl DataType {
@@ -35,6 +78,7 @@ impl DataType {
         match self {
             DataType::Bool | DataType::U16 | DataType::I16 => 1,
             DataType::U32 | DataType::I32 | DataType::F32 => 2,
+            DataType::U64 | DataType::I64 | DataType::F64 => 4,
         }
     }
 
@@ -48,7 +92,56 @@ impl DataType {
             DataType::U32 => "u32",
             DataType::I32 => "i32",
             DataType::F32 => "f32",
+            DataType::U64 => "u64",
+            DataType::I64 => "i64",
+            DataType::F64 => "f64",
         }
+    }
+
+    /// Whether the type is a floating-point number.
+    #[must_use]
+    pub fn is_float(self) -> bool {
+        matches!(self, DataType::F32 | DataType::F64)
+    }
+
+    /// The raw integer range of an integer type as `(min, max)`, both exactly representable;
+    /// `None` for `Bool` and the floating-point types.
+    #[must_use]
+    pub fn integer_range(self) -> Option<(f64, f64)> {
+        // 2^64 and 2^63 are exact in f64; u64::MAX and i64::MAX are not (they round up to the
+        // next power of two), so the upper bounds of the 64-bit types are the largest f64 below.
+        const TWO_POW_64: f64 = 18_446_744_073_709_551_616.0;
+        const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
+        match self {
+            DataType::U16 => Some((0.0, f64::from(u16::MAX))),
+            DataType::I16 => Some((f64::from(i16::MIN), f64::from(i16::MAX))),
+            DataType::U32 => Some((0.0, f64::from(u32::MAX))),
+            DataType::I32 => Some((f64::from(i32::MIN), f64::from(i32::MAX))),
+            DataType::U64 => Some((0.0, TWO_POW_64 - 2048.0)),
+            DataType::I64 => Some((-TWO_POW_63, TWO_POW_63 - 1024.0)),
+            DataType::Bool | DataType::F32 | DataType::F64 => None,
+        }
+    }
+}
+
+impl std::str::FromStr for DataType {
+    type Err = PointError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            DataType::Bool,
+            DataType::U16,
+            DataType::I16,
+            DataType::U32,
+            DataType::I32,
+            DataType::F32,
+            DataType::U64,
+            DataType::I64,
+            DataType::F64,
+        ]
+        .into_iter()
+        .find(|t| t.name() == s)
+        .ok_or_else(|| PointError::UnknownDataType(s.to_owned()))
     }
 }
 
@@ -58,15 +151,39 @@ impl fmt::Display for DataType {
     }
 }
 
-/// Order of the two registers of a 32-bit value. Bytes inside a register are always big-endian
-/// (Modbus Application Protocol V1.1b3, 4.2).
+/// Order of the registers of a 32- or 64-bit value (see the module docs for the layouts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WordOrder {
     /// The register at the lower address holds the high word (the Modbus convention).
     #[default]
     HighFirst,
-    /// The register at the lower address holds the low word ("word-swapped" devices).
+    /// The register at the lower address holds the low word ("word-swapped" devices); for
+    /// 64-bit values the order of all four registers is reversed.
     LowFirst,
+}
+
+/// Order of the two bytes inside each register. Modbus sends the high byte first (Modbus
+/// Application Protocol V1.1b3, 4.2); some devices put their values in the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ByteOrder {
+    /// High byte first, as Modbus specifies.
+    #[default]
+    Normal,
+    /// Low byte first inside every register ("byte swapped", layouts `BADC` and `DCBA`).
+    Swapped,
+}
+
+/// Reads a register layout as an installer writes it: `ABCD`, `CDAB`, `BADC`, `DCBA` (32-bit
+/// names, which also fit 16- and 64-bit points) or the 64-bit names `ABCDEFGH`, `GHEFCDAB`,
+/// `BADCFEHG`, `HGFEDCBA`. Case does not matter.
+pub fn parse_layout(layout: &str) -> Result<(WordOrder, ByteOrder), PointError> {
+    match layout.trim().to_ascii_uppercase().as_str() {
+        "ABCD" | "AB" | "ABCDEFGH" => Ok((WordOrder::HighFirst, ByteOrder::Normal)),
+        "CDAB" | "GHEFCDAB" => Ok((WordOrder::LowFirst, ByteOrder::Normal)),
+        "BADC" | "BA" | "BADCFEHG" => Ok((WordOrder::HighFirst, ByteOrder::Swapped)),
+        "DCBA" | "HGFEDCBA" => Ok((WordOrder::LowFirst, ByteOrder::Swapped)),
+        _ => Err(PointError::UnknownLayout(layout.to_owned())),
+    }
 }
 
 /// What the rest of the system may do with a point.
@@ -273,6 +390,63 @@ impl From<f64> for Value {
     }
 }
 
+/// An enumeration: the labels of a point's coded values, e.g. HVAC mode 0 "off", 1 "heat",
+/// 2 "cool". Values are engineering values (after scaling) and must be whole numbers; for a
+/// `Bool` point `false` is 0 and `true` is 1. Kept in configuration order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ValueLabels {
+    entries: Vec<(i64, String)>,
+}
+
+impl ValueLabels {
+    /// Labels from `(value, label)` pairs; [`ModbusPoint::validate`] checks them.
+    pub fn new<S: Into<String>>(entries: impl IntoIterator<Item = (i64, S)>) -> Self {
+        ValueLabels {
+            entries: entries.into_iter().map(|(v, l)| (v, l.into())).collect(),
+        }
+    }
+
+    /// Whether there are no labels.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The `(value, label)` pairs in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &str)> {
+        self.entries.iter().map(|(v, l)| (*v, l.as_str()))
+    }
+
+    /// The label of a value, if it has one. Numbers within 1e-6 of a whole number count as that
+    /// number (scaling may leave a rounding error).
+    #[must_use]
+    pub fn label(&self, value: Value) -> Option<&str> {
+        let n = value.as_f64();
+        let whole = n.round();
+        if !n.is_finite() || (n - whole).abs() > 1e-6 {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|(v, _)| *v as f64 == whole)
+            .map(|(_, l)| l.as_str())
+    }
+
+    /// The value of a label (exact match first, then ignoring ASCII case).
+    #[must_use]
+    pub fn value_of(&self, label: &str) -> Option<i64> {
+        self.entries
+            .iter()
+            .find(|(_, l)| l == label)
+            .or_else(|| {
+                self.entries
+                    .iter()
+                    .find(|(_, l)| l.eq_ignore_ascii_case(label))
+            })
+            .map(|(v, _)| *v)
+    }
+}
+
 /// One point on a Modbus device.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModbusPoint {
@@ -282,12 +456,21 @@ pub struct ModbusPoint {
     pub address: ModbusAddress,
     /// How the raw data is interpreted.
     pub data_type: DataType,
-    /// Register order of 32-bit types; ignored for 16-bit and bit types.
+    /// Register order of 32- and 64-bit types; ignored for 16-bit and bit types.
     pub word_order: WordOrder,
+    /// Byte order inside each register of a number; ignored for `Bool`.
+    pub byte_order: ByteOrder,
     /// Raw to engineering conversion; ignored for `Bool`.
     pub scaling: Scaling,
     /// Polled, written, or both.
     pub access: Access,
+    /// Engineering unit shown to people ("°C", "%", "ppm"); `None` for none.
+    pub unit: Option<String>,
+    /// Labels of coded values (an enumeration); empty for a plain number or bool.
+    pub labels: ValueLabels,
+    /// How often the point is polled; `None` polls it at its device's interval. Points of
+    /// different intervals never share a block read.
+    pub poll_interval: Option<Duration>,
 }
 
 impl ModbusPoint {
@@ -305,12 +488,16 @@ impl ModbusPoint {
             address: ModbusAddress::new(table, address),
             data_type,
             word_order: WordOrder::default(),
+            byte_order: ByteOrder::default(),
             scaling: Scaling::default(),
             access: if table.is_writable() {
                 Access::ReadWrite
             } else {
                 Access::Read
             },
+            unit: None,
+            labels: ValueLabels::default(),
+            poll_interval: None,
         }
     }
 
@@ -342,7 +529,64 @@ impl ModbusPoint {
         self
     }
 
-    /// Number of coils, inputs or registers the point spans on the wire (1 or 2).
+    /// Sets the byte order inside each register.
+    #[must_use]
+    pub fn with_byte_order(mut self, byte_order: ByteOrder) -> Self {
+        self.byte_order = byte_order;
+        self
+    }
+
+    /// Sets word and byte order from a layout name (`ABCD`, `CDAB`, `BADC`, `DCBA`, see
+    /// [`parse_layout`]).
+    pub fn with_layout(mut self, layout: &str) -> Result<Self, PointError> {
+        let (word_order, byte_order) = parse_layout(layout)?;
+        self.word_order = word_order;
+        self.byte_order = byte_order;
+        Ok(self)
+    }
+
+    /// Sets the engineering unit.
+    #[must_use]
+    pub fn with_unit(mut self, unit: impl Into<String>) -> Self {
+        self.unit = Some(unit.into());
+        self
+    }
+
+    /// Sets the value labels (an enumeration).
+    #[must_use]
+    pub fn with_labels<S: Into<String>>(
+        mut self,
+        labels: impl IntoIterator<Item = (i64, S)>,
+    ) -> Self {
+        self.labels = ValueLabels::new(labels);
+        self
+    }
+
+    /// Polls the point every `interval` instead of at its device's interval.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = Some(interval);
+        self
+    }
+
+    /// The label of a value of this point, if it has one.
+    #[must_use]
+    pub fn label(&self, value: Value) -> Option<&str> {
+        self.labels.label(value)
+    }
+
+    /// The value to write for a label ("heat" -> `Number(1)`; `Bool` for a bool point).
+    #[must_use]
+    pub fn value_for_label(&self, label: &str) -> Option<Value> {
+        let v = self.labels.value_of(label)?;
+        Some(if self.data_type == DataType::Bool {
+            Value::Bool(v != 0)
+        } else {
+            Value::Number(v as f64)
+        })
+    }
+
+    /// Number of coils, inputs or registers the point spans on the wire (1, 2 or 4).
     #[must_use]
     pub fn span(&self) -> u16 {
         self.data_type.register_count()
@@ -423,9 +667,73 @@ impl ModbusPoint {
                 offset: self.scaling.offset,
             });
         }
+        if let Some(unit) = &self.unit
+            && (unit.trim().is_empty() || unit.chars().any(char::is_control))
+        {
+            return Err(PointError::BadUnit {
+                point: point(),
+                unit: unit.clone(),
+            });
+        }
+        if let Some(interval) = self.poll_interval
+            && interval < MIN_POLL_INTERVAL
+        {
+            return Err(PointError::PollIntervalTooShort {
+                point: point(),
+                interval,
+            });
+        }
+        self.validate_labels()
+    }
+
+    fn validate_labels(&self) -> Result<(), PointError> {
+        let point = || self.name.clone();
+        let mut values = HashSet::new();
+        let mut labels = HashSet::new();
+        for (value, label) in self.labels.iter() {
+            if label.trim().is_empty() {
+                return Err(PointError::EmptyLabel {
+                    point: point(),
+                    value,
+                });
+            }
+            if !values.insert(value) {
+                return Err(PointError::DuplicateLabelValue {
+                    point: point(),
+                    value,
+                });
+            }
+            if !labels.insert(label.to_ascii_lowercase()) {
+                return Err(PointError::DuplicateLabel {
+                    point: point(),
+                    label: label.to_owned(),
+                });
+            }
+            let fits = match self.data_type {
+                DataType::Bool => value == 0 || value == 1,
+                DataType::F32 | DataType::F64 => true,
+                integer => {
+                    let raw = self.scaling.to_raw(value as f64).round();
+                    integer
+                        .integer_range()
+                        .is_some_and(|(min, max)| raw >= min && raw <= max)
+                }
+            };
+            if !fits {
+                return Err(PointError::LabelOutOfRange {
+                    point: point(),
+                    value,
+                    label: label.to_owned(),
+                    data_type: self.data_type,
+                });
+            }
+        }
         Ok(())
     }
 }
+
+/// The shortest per-point poll interval accepted (a bus cannot usefully poll faster).
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Validates every point of one device and checks that names are unique.
 pub fn validate_points(points: &[ModbusPoint]) -> Result<(), PointError> {
@@ -530,6 +838,74 @@ pub enum PointError {
         point: String,
         /// The configured offset.
         offset: f64,
+    },
+    /// A data type name that does not exist.
+    #[error("unknown data type `{0}`; use one of bool, u16, i16, u32, i32, f32, u64, i64, f64")]
+    UnknownDataType(String),
+    /// A register layout name that does not exist.
+    #[error(
+        "unknown register layout `{0}`; use ABCD (Modbus order), CDAB (word swapped), BADC (byte swapped) or DCBA (both swapped)"
+    )]
+    UnknownLayout(String),
+    /// A unit that is blank or contains control characters.
+    #[error(
+        "point `{point}`: unit {unit:?} is not usable; leave it out or give text such as \"°C\""
+    )]
+    BadUnit {
+        /// Point name.
+        point: String,
+        /// The configured unit.
+        unit: String,
+    },
+    /// A per-point poll interval below [`MIN_POLL_INTERVAL`].
+    #[error(
+        "point `{point}`: a poll interval of {interval:?} is too short; use at least 10 ms, or leave it out to poll with the device"
+    )]
+    PollIntervalTooShort {
+        /// Point name.
+        point: String,
+        /// The configured interval.
+        interval: Duration,
+    },
+    /// A value label that is blank.
+    #[error("point `{point}`: the label of value {value} is empty")]
+    EmptyLabel {
+        /// Point name.
+        point: String,
+        /// The labelled value.
+        value: i64,
+    },
+    /// Two labels for one value.
+    #[error("point `{point}`: value {value} is labelled twice; each value takes one label")]
+    DuplicateLabelValue {
+        /// Point name.
+        point: String,
+        /// The repeated value.
+        value: i64,
+    },
+    /// One label for two values.
+    #[error(
+        "point `{point}`: label \"{label}\" is used for two values; labels must be unique (ignoring case)"
+    )]
+    DuplicateLabel {
+        /// Point name.
+        point: String,
+        /// The repeated label.
+        label: String,
+    },
+    /// A labelled value the point's data type cannot hold.
+    #[error(
+        "point `{point}`: value {value} (\"{label}\") cannot be stored in a {data_type} with this scaling"
+    )]
+    LabelOutOfRange {
+        /// Point name.
+        point: String,
+        /// The labelled value.
+        value: i64,
+        /// Its label.
+        label: String,
+        /// The point's type.
+        data_type: DataType,
     },
 }
 
@@ -693,6 +1069,146 @@ mod tests {
         assert_eq!(
             holding(DataType::I16).with_scaling(-0.5, -40.0).validate(),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn sixty_four_bit_types_span_four_registers() {
+        for dt in [DataType::U64, DataType::I64, DataType::F64] {
+            assert_eq!(dt.register_count(), 4);
+            assert_eq!(dt.name().parse::<DataType>(), Ok(dt));
+            assert_eq!(holding(dt).validate(), Ok(()));
+        }
+        let last = ModbusPoint::new("x", ModbusTable::HoldingRegister, 65532, DataType::F64);
+        assert_eq!(last.validate(), Ok(()));
+        let over = ModbusPoint::new("x", ModbusTable::HoldingRegister, 65533, DataType::U64);
+        assert!(matches!(
+            over.validate(),
+            Err(PointError::AddressOverflow { count: 4, .. })
+        ));
+        assert_eq!(
+            "u128".parse::<DataType>().unwrap_err().to_string(),
+            "unknown data type `u128`; use one of bool, u16, i16, u32, i32, f32, u64, i64, f64"
+        );
+    }
+
+    #[test]
+    fn layouts_parse_as_installers_write_them() {
+        use ByteOrder::*;
+        use WordOrder::*;
+        for (name, want) in [
+            ("ABCD", (HighFirst, Normal)),
+            ("cdab", (LowFirst, Normal)),
+            (" BADC ", (HighFirst, Swapped)),
+            ("DCBA", (LowFirst, Swapped)),
+            ("HGFEDCBA", (LowFirst, Swapped)),
+            ("GHEFCDAB", (LowFirst, Normal)),
+        ] {
+            assert_eq!(parse_layout(name), Ok(want), "{name}");
+        }
+        assert!(
+            parse_layout("big")
+                .unwrap_err()
+                .to_string()
+                .contains("use ABCD (Modbus order), CDAB (word swapped)")
+        );
+    }
+
+    #[test]
+    fn labels_look_up_both_ways() {
+        let mode = holding(DataType::U16).with_labels([(0, "off"), (1, "heat"), (2, "cool")]);
+        assert_eq!(mode.validate(), Ok(()));
+        assert_eq!(mode.label(Value::Number(1.0)), Some("heat"));
+        assert_eq!(mode.label(Value::Number(1.000_000_1)), Some("heat"));
+        assert_eq!(mode.label(Value::Number(1.5)), None);
+        assert_eq!(mode.label(Value::Number(7.0)), None);
+        assert_eq!(mode.label(Value::Number(f64::NAN)), None);
+        assert_eq!(mode.value_for_label("cool"), Some(Value::Number(2.0)));
+        assert_eq!(mode.value_for_label("HEAT"), Some(Value::Number(1.0)));
+        assert_eq!(mode.value_for_label("fan"), None);
+        let door = ModbusPoint::new("door", ModbusTable::DiscreteInput, 0, DataType::Bool)
+            .with_labels([(0, "closed"), (1, "open")]);
+        assert_eq!(door.validate(), Ok(()));
+        assert_eq!(door.label(Value::Bool(true)), Some("open"));
+        assert_eq!(door.value_for_label("closed"), Some(Value::Bool(false)));
+        assert!(holding(DataType::U16).labels.is_empty());
+        assert_eq!(
+            mode.labels.iter().collect::<Vec<_>>(),
+            vec![(0, "off"), (1, "heat"), (2, "cool")]
+        );
+    }
+
+    #[test]
+    fn bad_labels_are_refused_with_installer_messages() {
+        let dup = holding(DataType::U16).with_labels([(0, "off"), (0, "heat")]);
+        assert_eq!(
+            dup.validate().unwrap_err().to_string(),
+            "point `p`: value 0 is labelled twice; each value takes one label"
+        );
+        let dup = holding(DataType::U16).with_labels([(0, "off"), (1, "Off")]);
+        assert_eq!(
+            dup.validate().unwrap_err().to_string(),
+            "point `p`: label \"Off\" is used for two values; labels must be unique (ignoring case)"
+        );
+        let blank = holding(DataType::U16).with_labels([(3, " ")]);
+        assert_eq!(
+            blank.validate(),
+            Err(PointError::EmptyLabel {
+                point: "p".into(),
+                value: 3
+            })
+        );
+        let negative = holding(DataType::U16).with_labels([(-1, "fault")]);
+        assert_eq!(
+            negative.validate().unwrap_err().to_string(),
+            "point `p`: value -1 (\"fault\") cannot be stored in a u16 with this scaling"
+        );
+        assert_eq!(
+            holding(DataType::I16)
+                .with_labels([(-1, "fault")])
+                .validate(),
+            Ok(())
+        );
+        // Scaling applies: raw 0..=65535 at scale 0.5 covers 0..=32767.5.
+        let scaled = holding(DataType::U16)
+            .with_scaling(0.5, 0.0)
+            .with_labels([(40_000, "x")]);
+        assert!(matches!(
+            scaled.validate(),
+            Err(PointError::LabelOutOfRange { .. })
+        ));
+        let bool_label =
+            ModbusPoint::new("c", ModbusTable::Coil, 0, DataType::Bool).with_labels([(2, "maybe")]);
+        assert!(matches!(
+            bool_label.validate(),
+            Err(PointError::LabelOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn units_and_poll_intervals_are_checked() {
+        assert_eq!(holding(DataType::F32).with_unit("°C").validate(), Ok(()));
+        assert!(matches!(
+            holding(DataType::F32).with_unit("  ").validate(),
+            Err(PointError::BadUnit { .. })
+        ));
+        assert!(matches!(
+            holding(DataType::F32).with_unit("a\nb").validate(),
+            Err(PointError::BadUnit { .. })
+        ));
+        assert_eq!(
+            holding(DataType::U16)
+                .with_poll_interval(Duration::from_secs(60))
+                .validate(),
+            Ok(())
+        );
+        assert_eq!(
+            holding(DataType::U16)
+                .with_poll_interval(Duration::from_millis(5))
+                .validate()
+                .unwrap_err()
+                .to_string(),
+            "point `p`: a poll interval of 5ms is too short; use at least 10 ms, or leave it out to poll with the device"
         );
     }
 

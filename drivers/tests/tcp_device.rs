@@ -654,3 +654,33 @@ async fn invalid_points_are_left_out() {
     assert_eq!(update_of(&mut rx, "relay0").await, ON);
     assert_quiet(&mut rx, Duration::from_millis(200)).await;
 }
+
+#[tokio::test]
+async fn a_point_can_be_polled_slower_than_its_device() {
+    let points = vec![
+        holding("mode", 0, DataType::U16),
+        input("co2", 2, DataType::U16).with_poll_interval(Duration::from_millis(400)),
+    ];
+    let (sim, _handle, mut rx) = start(
+        SimKind::HvacController,
+        |addr| TcpDeviceConfig {
+            poll_interval: Duration::from_millis(40),
+            ..fast("hvac", addr)
+        },
+        points,
+    )
+    .await;
+    let _ = updates(&mut rx, 2).await;
+    let count = |function: u8| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.function == function)
+            .count()
+    };
+    let (fast0, slow0) = (count(0x03), count(0x04));
+    sleep(Duration::from_millis(1200)).await;
+    let (fast, slow) = (count(0x03) - fast0, count(0x04) - slow0);
+    assert!(slow >= 2 && fast >= 5 * slow, "fast {fast}, slow {slow}");
+    sim.set_input_register(2, 900);
+    assert_eq!(update_of(&mut rx, "co2").await, num(900.0));
+}

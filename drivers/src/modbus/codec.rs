@@ -5,12 +5,16 @@
 //!   or a read-modify-write of one register bit (FC03 then FC06).
 //! * [`plan_reads`] groups a device's points into as few read requests as the protocol allows.
 //!
-//! Registers are big-endian on the wire (Modbus Application Protocol V1.1b3, 4.2); tokio-modbus
-//! already hands us `u16`s, so only the order of the two registers of a 32-bit value is ours.
+//! Registers are big-endian on the wire (Modbus Application Protocol V1.1b3, 4.2); the transports
+//! hand us `u16`s, so what is ours is the order of the registers of a 32/64-bit value
+//! ([`WordOrder`]) and devices that store the bytes of a register the other way round
+//! ([`ByteOrder`]); see [`crate::point`] for the four layouts.
+
+use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::point::{DataType, ModbusPoint, ModbusTable, PointError, Value, WordOrder};
+use crate::point::{ByteOrder, DataType, ModbusPoint, ModbusTable, PointError, Value, WordOrder};
 
 /// Largest register quantity of one FC03/FC04 request.
 pub const MAX_READ_REGISTERS: u16 = 125;
@@ -131,20 +135,23 @@ pub fn decode(point: &ModbusPoint, raw: &Raw<'_>) -> Result<Value, CodecError> {
             if words.len() < needed {
                 return Err(too_short(words.len()));
             }
+            if point.data_type == DataType::Bool {
+                // Bits are numbered on the register as transmitted.
+                let bit = point.address.bit.unwrap_or(0);
+                return Ok(Value::Bool((words[0] >> bit) & 1 == 1));
+            }
+            let bits = join_words(point, &words[..needed]);
+            // The `as` casts below reinterpret the joined bits at their own width on purpose.
             let raw_number = match point.data_type {
-                DataType::Bool => {
-                    let bit = point.address.bit.unwrap_or(0);
-                    return Ok(Value::Bool((words[0] >> bit) & 1 == 1));
-                }
-                DataType::U16 => f64::from(words[0]),
-                DataType::I16 => f64::from(words[0] as i16),
-                DataType::U32 => f64::from(join_words(point.word_order, words[0], words[1])),
-                DataType::I32 => f64::from(join_words(point.word_order, words[0], words[1]) as i32),
-                DataType::F32 => f64::from(f32::from_bits(join_words(
-                    point.word_order,
-                    words[0],
-                    words[1],
-                ))),
+                DataType::U16 => f64::from(bits as u16),
+                DataType::I16 => f64::from(bits as u16 as i16),
+                DataType::U32 => f64::from(bits as u32),
+                DataType::I32 => f64::from(bits as u32 as i32),
+                DataType::F32 => f64::from(f32::from_bits(bits as u32)),
+                DataType::U64 => bits as f64,
+                DataType::I64 => bits as i64 as f64,
+                DataType::F64 => f64::from_bits(bits),
+                DataType::Bool => return Err(mismatch()),
             };
             let value = point.scaling.to_engineering(raw_number);
             if value.is_finite() {
@@ -196,53 +203,72 @@ pub fn encode(point: &ModbusPoint, value: Value) -> Result<Encoded, CodecError> 
         raw,
         data_type: point.data_type,
     };
-    let words = match point.data_type {
+    let bits: u64 = match point.data_type {
         DataType::F32 => {
             // f32::MAX as f64 is the largest finite f32; anything beyond would become infinity.
             if !unscaled.is_finite() || unscaled.abs() > f64::from(f32::MAX) {
                 return Err(out_of_range(unscaled));
             }
-            split_words(point.word_order, (unscaled as f32).to_bits())
+            u64::from((unscaled as f32).to_bits())
         }
+        DataType::F64 => {
+            if !unscaled.is_finite() {
+                return Err(out_of_range(unscaled));
+            }
+            unscaled.to_bits()
+        }
+        DataType::Bool => return Err(mismatch()),
         integer => {
             let raw = unscaled.round();
-            let (min, max) = match integer {
-                DataType::U16 => (0.0, f64::from(u16::MAX)),
-                DataType::I16 => (f64::from(i16::MIN), f64::from(i16::MAX)),
-                DataType::U32 => (0.0, f64::from(u32::MAX)),
-                DataType::I32 => (f64::from(i32::MIN), f64::from(i32::MAX)),
-                DataType::Bool | DataType::F32 => return Err(mismatch()),
+            let Some((min, max)) = integer.integer_range() else {
+                return Err(mismatch());
             };
             if !raw.is_finite() || raw < min || raw > max {
                 return Err(out_of_range(raw));
             }
-            // The range check above makes these casts exact.
+            // The range check above makes these casts exact; negative numbers keep their
+            // two's complement bits at the type's width (split_words takes the low words).
             match integer {
-                DataType::U16 => vec![raw as u16],
-                DataType::I16 => vec![raw as i16 as u16],
-                DataType::U32 => split_words(point.word_order, raw as u32),
-                _ => split_words(point.word_order, raw as i32 as u32),
+                DataType::U64 => raw as u64,
+                DataType::U16 | DataType::U32 => raw as u64,
+                _ => raw as i64 as u64,
             }
         }
     };
-    Ok(Encoded::Registers(words))
+    Ok(Encoded::Registers(split_words(
+        point,
+        bits,
+        usize::from(point.span()),
+    )))
 }
 
-fn join_words(order: WordOrder, first: u16, second: u16) -> u32 {
-    let (high, low) = match order {
-        WordOrder::HighFirst => (first, second),
-        WordOrder::LowFirst => (second, first),
+/// Joins the registers of a number into its bits (the value sits in the low `16 * n` bits).
+fn join_words(point: &ModbusPoint, words: &[u16]) -> u64 {
+    let fix = |w: u16| match point.byte_order {
+        ByteOrder::Normal => w,
+        ByteOrder::Swapped => w.swap_bytes(),
     };
-    (u32::from(high) << 16) | u32::from(low)
+    let fold = |acc: u64, w: &u16| (acc << 16) | u64::from(fix(*w));
+    match point.word_order {
+        WordOrder::HighFirst => words.iter().fold(0, fold),
+        WordOrder::LowFirst => words.iter().rev().fold(0, fold),
+    }
 }
 
-fn split_words(order: WordOrder, value: u32) -> Vec<u16> {
-    let high = (value >> 16) as u16;
-    let low = (value & 0xffff) as u16;
-    match order {
-        WordOrder::HighFirst => vec![high, low],
-        WordOrder::LowFirst => vec![low, high],
+/// Splits the low `16 * count` bits of a number into registers in wire order.
+fn split_words(point: &ModbusPoint, bits: u64, count: usize) -> Vec<u16> {
+    let mut words: Vec<u16> = (0..count)
+        .rev()
+        .map(|i| (bits >> (16 * i)) as u16)
+        .map(|w| match point.byte_order {
+            ByteOrder::Normal => w,
+            ByteOrder::Swapped => w.swap_bytes(),
+        })
+        .collect();
+    if point.word_order == WordOrder::LowFirst {
+        words.reverse();
     }
+    words
 }
 
 /// One read request covering one or more points of the same table.
@@ -256,6 +282,8 @@ pub struct ReadBlock {
     pub count: u16,
     /// Indexes into the slice given to [`plan_reads`], ordered by address.
     pub points: Vec<usize>,
+    /// The poll interval shared by every point of the block (`None`: the device's).
+    pub poll_interval: Option<Duration>,
 }
 
 impl ReadBlock {
@@ -283,64 +311,93 @@ impl ReadBlock {
             start: point.address.address,
             count: point.span(),
             points: vec![index],
+            poll_interval: point.poll_interval,
         })
     }
 }
 
 /// Groups readable points into read requests: points of the same table whose addresses are at
 /// most `max_gap` unused addresses apart share one request, as long as the request stays within
-/// 125 registers (FC03/FC04) or 2000 bits (FC01/FC02). Write-only points and points that fail
-/// [`ModbusPoint::validate`] are left out. Blocks come ordered by table, then address.
+/// 125 registers (FC03/FC04) or 2000 bits (FC01/FC02) and the points share one poll interval
+/// ([`ModbusPoint::poll_interval`]). Write-only points and points that fail
+/// [`ModbusPoint::validate`] are left out. Blocks come ordered by poll interval (the device's
+/// own first), then table, then address.
 #[must_use]
 pub fn plan_reads(points: &[ModbusPoint], max_gap: u16) -> Vec<ReadBlock> {
     let mut readable: Vec<usize> = (0..points.len())
         .filter(|&i| points[i].access.can_read() && points[i].validate().is_ok())
         .collect();
-    readable.sort_by_key(|&i| (points[i].address.table, points[i].address.address, i));
+    readable.sort_by_key(|&i| {
+        let p = &points[i];
+        (p.poll_interval, p.address.table, p.address.address, i)
+    });
 
     let mut blocks: Vec<ReadBlock> = Vec::new();
-    // Work in u32 so that address + span never overflows.
-    let mut open: Option<(ModbusTable, u32, u32, Vec<usize>)> = None; // (table, start, end exclusive, points)
+    let mut open: Option<Open> = None;
     for i in readable {
         let p = &points[i];
         let table = p.address.table;
+        // Work in u32 so that address + span never overflows.
         let start = u32::from(p.address.address);
         let end = start + u32::from(p.span());
         let limit = u32::from(table.max_read_quantity());
-        if let Some((t, s, e, members)) = open.as_mut() {
-            let gap = start.saturating_sub(*e);
-            let new_end = end.max(*e);
-            if *t == table && gap <= u32::from(max_gap) && new_end - *s <= limit {
-                *e = new_end;
-                members.push(i);
+        if let Some(o) = open.as_mut() {
+            let gap = start.saturating_sub(o.end);
+            let new_end = end.max(o.end);
+            if o.table == table
+                && o.interval == p.poll_interval
+                && gap <= u32::from(max_gap)
+                && new_end - o.start <= limit
+            {
+                o.end = new_end;
+                o.points.push(i);
                 continue;
             }
         }
         if let Some(done) = open.take() {
-            blocks.push(close(done));
+            blocks.push(done.close());
         }
-        open = Some((table, start, end, vec![i]));
+        open = Some(Open {
+            table,
+            interval: p.poll_interval,
+            start,
+            end,
+            points: vec![i],
+        });
     }
     if let Some(done) = open.take() {
-        blocks.push(close(done));
+        blocks.push(done.close());
     }
     blocks
 }
 
-fn close((table, start, end, points): (ModbusTable, u32, u32, Vec<usize>)) -> ReadBlock {
-    // start <= 65535 and end - start <= 2000 by construction.
-    ReadBlock {
-        table,
-        start: start as u16,
-        count: (end - start) as u16,
-        points,
+/// A block being planned.
+struct Open {
+    table: ModbusTable,
+    interval: Option<Duration>,
+    start: u32,
+    /// Exclusive.
+    end: u32,
+    points: Vec<usize>,
+}
+
+impl Open {
+    fn close(self) -> ReadBlock {
+        // start <= 65535 and end - start <= 2000 by construction.
+        ReadBlock {
+            table: self.table,
+            start: self.start as u16,
+            count: (self.end - self.start) as u16,
+            points: self.points,
+            poll_interval: self.interval,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::point::Access;
+    use crate::point::{Access, ByteOrder};
 
     fn hr(name: &str, address: u16, data_type: DataType) -> ModbusPoint {
         ModbusPoint::new(name, ModbusTable::HoldingRegister, address, data_type)
@@ -675,13 +732,15 @@ mod tests {
                     table: ModbusTable::HoldingRegister,
                     start: 0,
                     count: 6,
-                    points: vec![0, 1, 2]
+                    points: vec![0, 1, 2],
+                    poll_interval: None,
                 },
                 ReadBlock {
                     table: ModbusTable::HoldingRegister,
                     start: 20,
                     count: 1,
-                    points: vec![3]
+                    points: vec![3],
+                    poll_interval: None,
                 },
             ]
         );
@@ -776,7 +835,8 @@ mod tests {
                 table: ModbusTable::HoldingRegister,
                 start: 65534,
                 count: 2,
-                points: vec![2, 0, 1]
+                points: vec![2, 0, 1],
+                poll_interval: None,
             }]
         );
     }
@@ -793,6 +853,179 @@ mod tests {
         assert_eq!(blocks[0].points, vec![2]);
         assert_eq!((blocks[0].start, blocks[0].count), (2, 1));
         assert!(plan_reads(&[], 8).is_empty());
+    }
+
+    /// 0x11223344 in all four layouts, decoded and encoded (bytes A=11 B=22 C=33 D=44).
+    #[test]
+    fn all_four_32_bit_layouts() {
+        let cases = [
+            ("ABCD", [0x1122, 0x3344]),
+            ("CDAB", [0x3344, 0x1122]),
+            ("BADC", [0x2211, 0x4433]),
+            ("DCBA", [0x4433, 0x2211]),
+        ];
+        for (layout, wire) in cases {
+            let p = hr("u", 0, DataType::U32).with_layout(layout).unwrap();
+            assert_eq!(
+                decode(&p, &Raw::Words(&wire)),
+                Ok(Value::Number(f64::from(0x1122_3344u32))),
+                "{layout}"
+            );
+            assert_eq!(
+                encode(&p, Value::Number(f64::from(0x1122_3344u32))),
+                Ok(Encoded::Registers(wire.to_vec())),
+                "{layout}"
+            );
+        }
+        // f32 21.5 = 0x41AC0000 little-endian (DCBA): 00 00 AC 41.
+        let f = hr("f", 0, DataType::F32).with_layout("dcba").unwrap();
+        assert_eq!(
+            decode(&f, &Raw::Words(&[0x0000, 0xac41])),
+            Ok(Value::Number(21.5))
+        );
+        assert!(matches!(
+            hr("f", 0, DataType::F32).with_layout("ACBD"),
+            Err(PointError::UnknownLayout(_))
+        ));
+    }
+
+    #[test]
+    fn byte_order_applies_to_16_bit_values_but_not_to_bit_numbers() {
+        let p = hr("u", 0, DataType::U16).with_byte_order(ByteOrder::Swapped);
+        assert_eq!(
+            decode(&p, &Raw::Words(&[0x3412])),
+            Ok(Value::Number(4660.0))
+        );
+        assert_eq!(
+            encode(&p, Value::Number(4660.0)),
+            Ok(Encoded::Registers(vec![0x3412]))
+        );
+        let i = hr("i", 0, DataType::I16).with_byte_order(ByteOrder::Swapped);
+        assert_eq!(decode(&i, &Raw::Words(&[0xfeff])), Ok(Value::Number(-2.0)));
+        let bit = hr("b", 0, DataType::Bool)
+            .with_bit(0)
+            .with_byte_order(ByteOrder::Swapped);
+        assert_eq!(decode(&bit, &Raw::Words(&[0x0001])), Ok(Value::Bool(true)));
+    }
+
+    /// 0x0012_3456_789A_BCDE (below 2^53, so exact in an f64) in the four 64-bit layouts.
+    #[test]
+    fn all_four_64_bit_layouts() {
+        let n = 0x0012_3456_789a_bcdeu64;
+        let cases = [
+            ("ABCDEFGH", [0x0012, 0x3456, 0x789a, 0xbcde]),
+            ("GHEFCDAB", [0xbcde, 0x789a, 0x3456, 0x0012]),
+            ("BADCFEHG", [0x1200, 0x5634, 0x9a78, 0xdebc]),
+            ("HGFEDCBA", [0xdebc, 0x9a78, 0x5634, 0x1200]),
+        ];
+        for (layout, wire) in cases {
+            let p = hr("u", 0, DataType::U64).with_layout(layout).unwrap();
+            assert_eq!(p.span(), 4);
+            assert_eq!(decode(&p, &Raw::Words(&wire)), Ok(Value::Number(n as f64)));
+            assert_eq!(
+                encode(&p, Value::Number(n as f64)),
+                Ok(Encoded::Registers(wire.to_vec())),
+                "{layout}"
+            );
+        }
+        let f = hr("f", 0, DataType::F64);
+        // 21.5 = 0x4035_8000_0000_0000
+        assert_eq!(
+            decode(&f, &Raw::Words(&[0x4035, 0x8000, 0, 0])),
+            Ok(Value::Number(21.5))
+        );
+        assert_eq!(
+            encode(&f.clone().with_layout("CDAB").unwrap(), Value::Number(21.5)),
+            Ok(Encoded::Registers(vec![0, 0, 0x8000, 0x4035]))
+        );
+        assert!(matches!(
+            decode(&f, &Raw::Words(&[0x4035, 0x8000, 0])),
+            Err(CodecError::RawTooShort {
+                needed: 4,
+                got: 3,
+                ..
+            })
+        ));
+        // NaN and infinity from the device are not values.
+        for bad in [[0x7ff8, 0, 0, 0], [0x7ff0, 0, 0, 0], [0xfff0, 0, 0, 0]] {
+            assert!(matches!(
+                decode(&f, &Raw::Words(&bad)),
+                Err(CodecError::NotFinite { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn sixty_four_bit_integer_edges() {
+        let u = hr("u", 0, DataType::U64);
+        assert_eq!(
+            decode(&u, &Raw::Words(&[0xffff; 4])),
+            Ok(Value::Number(u64::MAX as f64))
+        );
+        // 2^64 itself is the first value that does not fit (u64::MAX as f64 rounds up to it).
+        assert!(matches!(
+            encode(&u, Value::Number(18_446_744_073_709_551_616.0)),
+            Err(CodecError::OutOfRange { .. })
+        ));
+        let largest = 18_446_744_073_709_549_568.0; // the largest f64 below 2^64
+        assert_eq!(
+            encode(&u, Value::Number(largest)),
+            Ok(Encoded::Registers(vec![0xffff, 0xffff, 0xffff, 0xf800]))
+        );
+        assert!(matches!(
+            encode(&u, Value::Number(-1.0)),
+            Err(CodecError::OutOfRange { .. })
+        ));
+        let i = hr("i", 0, DataType::I64);
+        assert_eq!(
+            decode(&i, &Raw::Words(&[0xffff, 0xffff, 0xffff, 0xfffe])),
+            Ok(Value::Number(-2.0))
+        );
+        assert_eq!(
+            encode(&i, Value::Number(-2.0)),
+            Ok(Encoded::Registers(vec![0xffff, 0xffff, 0xffff, 0xfffe]))
+        );
+        assert_eq!(
+            encode(&i, Value::Number(-9_223_372_036_854_775_808.0)),
+            Ok(Encoded::Registers(vec![0x8000, 0, 0, 0]))
+        );
+        assert!(matches!(
+            encode(&i, Value::Number(9_223_372_036_854_775_808.0)),
+            Err(CodecError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            decode(&i, &Raw::Words(&[0x8000, 0, 0, 0])),
+            Ok(Value::Number(-9_223_372_036_854_775_808.0))
+        );
+        // A scale can push an f64 point past the largest double.
+        let f = hr("f", 0, DataType::F64).with_scaling(1e-300, 0.0);
+        assert!(matches!(
+            encode(&f, Value::Number(1e300)),
+            Err(CodecError::OutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn plan_merges_only_points_of_one_poll_interval() {
+        let slow = Duration::from_secs(60);
+        let points = vec![
+            hr("a", 0, DataType::U16),
+            hr("b", 1, DataType::U16).with_poll_interval(slow),
+            hr("c", 2, DataType::U16),
+            hr("d", 3, DataType::U16).with_poll_interval(slow),
+        ];
+        let summary: Vec<_> = plan_reads(&points, 8)
+            .iter()
+            .map(|b| (b.poll_interval, b.start, b.count, b.points.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![(None, 0, 3, vec![0, 2]), (Some(slow), 1, 3, vec![1, 3]),]
+        );
+        assert_eq!(
+            ReadBlock::single(&points, 1).map(|b| b.poll_interval),
+            Some(Some(slow))
+        );
     }
 
     #[test]

@@ -5,4 +5,6 @@
 //! multiple registers. Register-bit writes are a read-modify-write (FC03 then FC06).
 
 pub mod codec;
+pub mod rtu;
+pub(crate) mod schedule;
 pub mod tcp;

@@ -36,8 +36,15 @@
 //!
 //! [`SimDevice::set_silent`] makes the device accept connections and requests but never answer
 //! (a dead device behind a live switch port); [`SimDevice::set_response_delay`] makes it slow.
+//!
+//! # Modbus RTU
+//!
+//! [`rtu::RtuSimBus`] puts several of these devices on one serial line (a pty) or behind an
+//! RTU-over-TCP listener, one unit id each, with its own hand-written RTU framing and per-unit
+//! faults (silence, latency, exceptions, bad CRCs, garbage).
 
 mod plant;
+pub mod rtu;
 
 use std::fmt;
 use std::future::Future;

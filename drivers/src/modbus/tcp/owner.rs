@@ -12,6 +12,7 @@ use tokio_modbus::{Request, Response, Slave};
 use super::{Counters, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig};
 use crate::device::Request as DeviceRequest;
 use crate::modbus::codec::{self, Encoded, Raw, ReadBlock};
+use crate::modbus::schedule::PollSchedule;
 use crate::point::{ModbusPoint, ModbusTable, Value};
 
 /// A request failed in a way that ends the connection.
@@ -58,7 +59,8 @@ pub(super) struct Owner {
     points: Arc<[ModbusPoint]>,
     /// Points that passed validation and have a unique name.
     usable: Vec<bool>,
-    blocks: Vec<ReadBlock>,
+    /// Block reads grouped by poll interval.
+    schedule: PollSchedule,
     /// Last value sent per point: `None` = nothing sent yet, `Some(None)` = sent as unavailable.
     published: Vec<Option<Option<Value>>>,
     updates: mpsc::Sender<PointUpdate>,
@@ -83,13 +85,14 @@ impl Owner {
                 .retain(|&i| usable.get(i).copied().unwrap_or(false));
         }
         blocks.retain(|b| !b.points.is_empty());
+        let schedule = PollSchedule::new(blocks, cfg.poll_interval);
         Owner {
             backoff: cfg.backoff_min,
             published: vec![None; points.len()],
             cfg,
             points,
             usable,
-            blocks,
+            schedule,
             updates,
             health,
             commands,
@@ -175,26 +178,26 @@ impl Owner {
         &mut self,
         context: &mut Context,
     ) -> Result<std::convert::Infallible, SessionEnd> {
-        if self.blocks.is_empty() {
+        if self.schedule.is_empty() {
             // Nothing to poll: a connection is all the evidence there will be.
             self.set_online();
         }
-        let mut next_poll = Instant::now();
+        self.schedule.start(Instant::now());
         loop {
             self.serve_queued(context).await?;
-            if Instant::now() >= next_poll {
-                let started = Instant::now();
-                self.poll_cycle(context).await?;
-                next_poll = started + self.cfg.poll_interval;
+            if let Some(group) = self.schedule.due(Instant::now()) {
+                self.poll_group(context, group).await?;
+                self.schedule.polled(group, Instant::now());
                 continue;
             }
+            let next_poll = self.schedule.next_due();
             tokio::select! {
                 biased;
                 command = self.commands.recv() => match command {
                     Some(command) => self.serve(context, command).await?,
                     None => return Err(SessionEnd::HandlesGone),
                 },
-                () = sleep_until(next_poll) => {}
+                () = sleep_until(next_poll.unwrap_or_else(far_future)), if next_poll.is_some() => {}
             }
         }
     }
@@ -210,27 +213,34 @@ impl Owner {
         }
     }
 
-    /// Read every block once, checking the priority lane before each request.
-    async fn poll_cycle(&mut self, context: &mut Context) -> Result<(), SessionEnd> {
+    /// Read every block of one poll group once, checking the priority lane before each request.
+    async fn poll_group(&mut self, context: &mut Context, group: usize) -> Result<(), SessionEnd> {
+        let blocks = self
+            .schedule
+            .group(group)
+            .map(|g| g.blocks.clone())
+            .unwrap_or_default();
         let mut to_split = Vec::new();
-        for b in 0..self.blocks.len() {
+        for (b, block) in blocks.iter().enumerate() {
             self.serve_queued(context).await?;
-            if self.poll_block(context, b).await? {
+            if self.poll_block(context, block).await? {
                 to_split.push(b);
             }
         }
         if !to_split.is_empty() {
-            self.split_blocks(&to_split);
+            let split = self.split_blocks(blocks, &to_split);
+            self.schedule.set_blocks(group, split);
         }
         Ok(())
     }
 
     /// Reads one block and publishes its points. Returns whether the block should be split
     /// (the device refused a merged read with exception 02: some address inside is not mapped).
-    async fn poll_block(&mut self, context: &mut Context, b: usize) -> Result<bool, LinkDown> {
-        let Some(block) = self.blocks.get(b).cloned() else {
-            return Ok(false);
-        };
+    async fn poll_block(
+        &mut self,
+        context: &mut Context,
+        block: &ReadBlock,
+    ) -> Result<bool, LinkDown> {
         let points = Arc::clone(&self.points);
         match self
             .read_block(context, block.table, block.start, block.count)
@@ -260,8 +270,8 @@ impl Owner {
         }
     }
 
-    fn split_blocks(&mut self, to_split: &[usize]) {
-        let old = std::mem::take(&mut self.blocks);
+    fn split_blocks(&self, old: Vec<ReadBlock>, to_split: &[usize]) -> Vec<ReadBlock> {
+        let mut blocks = Vec::new();
         for (b, block) in old.into_iter().enumerate() {
             if to_split.contains(&b) {
                 tracing::warn!(
@@ -271,16 +281,17 @@ impl Owner {
                     count = block.count,
                     "device refused a merged read (exception 02); reading these points one by one"
                 );
-                self.blocks.extend(
+                blocks.extend(
                     block
                         .points
                         .iter()
                         .filter_map(|&i| ReadBlock::single(&self.points, i)),
                 );
             } else {
-                self.blocks.push(block);
+                blocks.push(block);
             }
         }
+        blocks
     }
 
     /// Serves one handle request. The reply goes out before any follow-up read.
@@ -582,4 +593,9 @@ impl Owner {
             false
         });
     }
+}
+
+/// A deadline that never comes (for a disabled `select!` branch, which still evaluates it).
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
 }
