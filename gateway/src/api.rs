@@ -129,6 +129,23 @@ pub struct NewBooking {
     pub start: Option<String>,
     pub end: Option<String>,
     pub minutes: Option<u32>,
+    #[serde(default)]
+    pub attendees: Vec<String>,
+}
+
+/// `POST /api/rooms/{id}/extend`: `minutes` more, or `until` a time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    pub minutes: Option<u32>,
+    pub until: Option<String>,
+}
+
+/// `POST /api/rooms/{id}/credential`: a card number or QR payload read at the door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    pub credential: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

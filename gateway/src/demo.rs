@@ -206,6 +206,7 @@ pub async fn run_scenario(g: GatewayHandle, floor: std::sync::Arc<DemoFloor>) {
                         organizer: organizer.into(),
                         start: t0 + from,
                         end: t0 + to,
+                        attendees: Vec::new(),
                     })
                     .await
                     .map(|_| ()),

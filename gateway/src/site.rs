@@ -12,7 +12,12 @@ use std::time::Duration;
 use drivers::point::{
     Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, Scaling, WordOrder,
 };
-use scenes::{Action, HvacMode, Policy, RoomConfig, RoomId, RoomKind, Scene, StatusLight, Step};
+use std::sync::Arc;
+
+use scenes::{
+    AccessPolicy, Action, AirMetric, AirRule, Equipment, HvacMode, Policy, RoomConfig, RoomId,
+    RoomKind, Scene, StatusLight, Step,
+};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -33,7 +38,70 @@ struct SiteFile {
     #[serde(default)]
     scenes: Vec<SceneFile>,
     #[serde(default)]
+    templates: Vec<TemplateFile>,
+    #[serde(default)]
     rooms: Vec<RoomFile>,
+    #[serde(default)]
+    people: Vec<PersonFile>,
+}
+
+/// Someone the door readers and panels may recognise. (The hub will provide the directory;
+/// the site file keeps a local one for offline operation and small sites.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonFile {
+    /// The identity bookings use (organizer, attendees): usually an e-mail address.
+    id: Spanned<String>,
+    name: Option<String>,
+    /// Card numbers and QR payloads, as the readers send them.
+    #[serde(default)]
+    credentials: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// Settings shared by rooms of one type; a room names it with `template` and overrides any.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    id: Spanned<String>,
+    meeting_scene: Option<Spanned<String>>,
+    leave_scene: Option<Spanned<String>>,
+    walk_in_scene: Option<Spanned<String>>,
+    scenes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    policy: PolicyFile,
+    access: Option<AccessFile2>,
+    air: Option<Vec<Spanned<AirRuleFile>>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AccessFile2 {
+    #[serde(default)]
+    staff_groups: Vec<String>,
+    unlock_for: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum MetricFile {
+    Co2,
+    Pm25,
+    Voc,
+    Temperature,
+    Humidity,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AirRuleFile {
+    metric: MetricFile,
+    on_above: f64,
+    off_below: f64,
+    on: Vec<Spanned<StepFile>>,
+    #[serde(default)]
+    off: Vec<Spanned<StepFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,7 +199,7 @@ struct SceneFile {
 }
 
 /// One scene step; exactly one of the action keys (or `wait`) must be set.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct StepFile {
     lights: Option<OnOffOrLevel>,
@@ -140,6 +208,14 @@ struct StepFile {
     hvac: Option<OnOffOrLevel>,
     mode: Option<HvacModeFile>,
     setpoint: Option<f64>,
+    projector: Option<OnOffOrLevel>,
+    /// "down" or "up".
+    screen: Option<String>,
+    /// 0..=100 %, or "off".
+    ventilation: Option<OnOffOrLevel>,
+    purifier: Option<OnOffOrLevel>,
+    /// HVAC fan level 0..=100 %.
+    fan: Option<i64>,
     wait: Option<String>,
 }
 
@@ -150,7 +226,7 @@ enum OnOffOrLevel {
     Level(i64),
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum HvacModeFile {
     Heat,
@@ -167,7 +243,7 @@ enum KindFile {
     Closed,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum ClosedLightFile {
     Red,
@@ -193,6 +269,38 @@ struct PolicyFile {
     hvac_setpoint: Option<Spanned<f64>>,
     hvac_mode: Option<HvacModeFile>,
     closed_light: Option<ClosedLightFile>,
+    override_hold: Option<Spanned<String>>,
+    walk_in_confirm: Option<Spanned<String>>,
+    checkin_by_card: Option<bool>,
+}
+
+impl PolicyFile {
+    /// `self` where set, else `base`: a room's policy over its template's.
+    fn over(&self, base: &PolicyFile) -> PolicyFile {
+        macro_rules! pick {
+            ($($f:ident),*) => { PolicyFile { $($f: self.$f.clone().or_else(|| base.$f.clone())),* } };
+        }
+        pick!(
+            starting_soon,
+            hvac_lead,
+            lights_lead,
+            checkin_opens,
+            checkin_required,
+            checkin_on_presence,
+            no_show_after,
+            vacancy_release,
+            dim_after,
+            dim_level,
+            off_after,
+            back_to_back_gap,
+            hvac_setpoint,
+            hvac_mode,
+            closed_light,
+            override_hold,
+            walk_in_confirm,
+            checkin_by_card
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +311,9 @@ struct RoomFile {
     #[serde(default)]
     capacity: u32,
     kind: KindFile,
+    template: Option<Spanned<String>>,
+    access: Option<AccessFile2>,
+    air: Option<Vec<Spanned<AirRuleFile>>>,
     meeting_scene: Option<Spanned<String>>,
     leave_scene: Option<Spanned<String>>,
     walk_in_scene: Option<Spanned<String>>,
@@ -226,6 +337,44 @@ pub struct Site {
     pub timezone_name: String,
     pub devices: Vec<Device>,
     pub rooms: Vec<RoomSite>,
+    pub people: Directory,
+}
+
+/// A person the readers may recognise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: String,
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// The local directory: credentials (card numbers, QR payloads) to people.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    people: Vec<Person>,
+    by_credential: HashMap<String, usize>,
+}
+
+impl Directory {
+    /// Readers differ in case and padding; `04a1b2 ` and `04A1B2` are the same card.
+    fn normalize(credential: &str) -> String {
+        credential.trim().to_ascii_uppercase()
+    }
+
+    /// Who a credential belongs to, if anyone.
+    pub fn lookup(&self, credential: &str) -> Option<&Person> {
+        self.by_credential
+            .get(&Self::normalize(credential))
+            .and_then(|&i| self.people.get(i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -275,10 +424,19 @@ pub enum Capability {
     Occupancy,
     Temperature,
     Co2,
+    Projector,
+    Screen,
+    Ventilation,
+    Purifier,
+    HvacFan,
+    DoorLock,
+    Humidity,
+    Pm25,
+    Voc,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 11] = [
+    pub const ALL: [Capability; 20] = [
         Capability::Light,
         Capability::LightLevel,
         Capability::HvacPower,
@@ -290,6 +448,15 @@ impl Capability {
         Capability::Occupancy,
         Capability::Temperature,
         Capability::Co2,
+        Capability::Projector,
+        Capability::Screen,
+        Capability::Ventilation,
+        Capability::Purifier,
+        Capability::HvacFan,
+        Capability::DoorLock,
+        Capability::Humidity,
+        Capability::Pm25,
+        Capability::Voc,
     ];
 
     pub fn key(self) -> &'static str {
@@ -305,6 +472,15 @@ impl Capability {
             Capability::Occupancy => "occupancy",
             Capability::Temperature => "temperature",
             Capability::Co2 => "co2",
+            Capability::Projector => "projector",
+            Capability::Screen => "screen",
+            Capability::Ventilation => "ventilation",
+            Capability::Purifier => "purifier",
+            Capability::HvacFan => "hvac_fan",
+            Capability::DoorLock => "door_lock",
+            Capability::Humidity => "humidity",
+            Capability::Pm25 => "pm25",
+            Capability::Voc => "voc",
         }
     }
 
@@ -314,17 +490,33 @@ impl Capability {
 
     /// Whether the gateway writes this capability (else it only reads it).
     pub fn is_output(self) -> bool {
-        !matches!(
-            self,
-            Capability::Occupancy | Capability::Temperature | Capability::Co2
-        )
+        self.air_metric().is_none() && self != Capability::Occupancy
     }
 
     fn wants_bool(self) -> bool {
         matches!(
             self,
-            Capability::Light | Capability::HvacPower | Capability::Socket | Capability::Occupancy
+            Capability::Light
+                | Capability::HvacPower
+                | Capability::Socket
+                | Capability::Occupancy
+                | Capability::Projector
+                | Capability::Screen
+                | Capability::Purifier
+                | Capability::DoorLock
         )
+    }
+
+    /// The air-quality measure a read capability feeds, if it is one.
+    pub fn air_metric(self) -> Option<AirMetric> {
+        Some(match self {
+            Capability::Co2 => AirMetric::Co2Ppm,
+            Capability::Temperature => AirMetric::TemperatureC,
+            Capability::Humidity => AirMetric::HumidityPct,
+            Capability::Pm25 => AirMetric::Pm25,
+            Capability::Voc => AirMetric::Voc,
+            _ => return None,
+        })
     }
 }
 
@@ -494,8 +686,8 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         })
         .collect();
 
-    // Site scenes (templates), then the built-ins where the site does not override them.
-    let mut scenes: BTreeMap<String, Scene> = BTreeMap::new();
+    // Site scenes, then the built-ins where the site does not redefine them.
+    let mut scenes: BTreeMap<String, Arc<Scene>> = BTreeMap::new();
     for (i, s) in file.scenes.iter().enumerate() {
         let name = s.name.get_ref();
         let path = format!("scenes[{name}]");
@@ -508,15 +700,15 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
             .enumerate()
             .filter_map(|(j, st)| build_step(ck, st, &format!("{path}.steps[{j}]")))
             .collect();
-        if scenes
-            .insert(name.clone(), Scene::new(name.clone(), steps))
-            .is_some()
-        {
+        let scene = Arc::new(Scene::new(name.clone(), steps));
+        if scenes.insert(name.clone(), scene).is_some() {
             ck.err(&s.name, path, format!("scene '{name}' is defined twice"));
         }
     }
     for builtin in [Scene::default_meeting(), Scene::default_leave()] {
-        scenes.entry(builtin.name.clone()).or_insert(builtin);
+        scenes
+            .entry(builtin.name.clone())
+            .or_insert_with(|| Arc::new(builtin));
     }
 
     let defaults = build_policy(
@@ -527,8 +719,33 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         None,
     );
 
+    let mut templates: HashMap<&str, &TemplateFile> = HashMap::new();
+    for t in &file.templates {
+        let id = t.id.get_ref();
+        if !valid_id(id) {
+            ck.err(&t.id, format!("templates[{id}].id"), id_rule(id));
+        }
+        if templates.insert(id, t).is_some() {
+            ck.err(
+                &t.id,
+                format!("templates[{id}]"),
+                format!("template '{id}' is defined twice"),
+            );
+        }
+    }
+
     let mut rooms = Vec::new();
     let mut room_ids = HashSet::new();
+    let none = TemplateFile {
+        id: Spanned::new(0..0, String::new()),
+        meeting_scene: None,
+        leave_scene: None,
+        walk_in_scene: None,
+        scenes: None,
+        policy: PolicyFile::default(),
+        access: None,
+        air: None,
+    };
     for r in &file.rooms {
         let id = r.id.get_ref();
         let path = format!("rooms[{id}]");
@@ -538,6 +755,29 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         if !room_ids.insert(id.clone()) {
             ck.err(&r.id, &path, format!("room id '{id}' is used twice"));
         }
+        let t: &TemplateFile = match &r.template {
+            None => &none,
+            Some(name) => match templates.get(name.get_ref().as_str()) {
+                Some(t) => t,
+                None => {
+                    let known: Vec<&str> = templates.keys().copied().collect();
+                    ck.err(
+                        name,
+                        format!("{path}.template"),
+                        format!(
+                            "unknown template '{}' (defined: {})",
+                            name.get_ref(),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    &none
+                }
+            },
+        };
         let kind = match r.kind {
             KindFile::Bookable => RoomKind::Bookable,
             KindFile::InstantUse => RoomKind::InstantUse,
@@ -546,34 +786,46 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         let room_at = Some(ck.line_col(r.id.span().start));
         let policy = build_policy(
             ck,
-            &r.policy,
-            defaults.clone(),
+            &r.policy.over(&t.policy),
+            defaults,
             &format!("{path}.policy"),
             room_at,
         );
-        let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Scene {
+        let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Arc<Scene> {
             let (name, at) = match v {
                 Some(s) => (s.get_ref().as_str(), Some(s)),
                 None => (default, None),
             };
             match (scenes.get(name), at) {
-                (Some(s), _) => s.clone(),
+                (Some(s), _) => Arc::clone(s),
                 (None, Some(at)) => {
                     ck.err(at, format!("{path}.{field}"), unknown_scene(name, &scenes));
-                    Scene::new(name, Vec::new())
+                    Arc::new(Scene::new(name, Vec::new()))
                 }
-                (None, None) => Scene::new(name, Vec::new()),
+                (None, None) => Arc::new(Scene::new(name, Vec::new())),
             }
         };
-        let meeting_scene = pick(&r.meeting_scene, "meeting_scene", "meeting");
-        let leave_scene = pick(&r.leave_scene, "leave_scene", "leave");
-        let walk_in_scene = pick(&r.walk_in_scene, "walk_in_scene", "meeting");
-        let extra_scenes = match &r.scenes {
+        let meeting_scene = pick(
+            &r.meeting_scene.clone().or(t.meeting_scene.clone()),
+            "meeting_scene",
+            "meeting",
+        );
+        let leave_scene = pick(
+            &r.leave_scene.clone().or(t.leave_scene.clone()),
+            "leave_scene",
+            "leave",
+        );
+        let walk_in_scene = pick(
+            &r.walk_in_scene.clone().or(t.walk_in_scene.clone()),
+            "walk_in_scene",
+            "meeting",
+        );
+        let extra_scenes = match r.scenes.as_ref().or(t.scenes.as_ref()) {
             None => scenes.values().cloned().collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|n| match scenes.get(n.get_ref()) {
-                    Some(s) => Some(s.clone()),
+                    Some(s) => Some(Arc::clone(s)),
                     None => {
                         ck.err(
                             n,
@@ -601,6 +853,20 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 bindings.insert(cap, pr);
             }
         }
+        let access = build_access(ck, r.access.as_ref().or(t.access.as_ref()), &path);
+        let air = r
+            .air
+            .as_ref()
+            .or(t.air.as_ref())
+            .map(|rules| {
+                rules
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, a)| build_air_rule(ck, a, &format!("{path}.air[{i}]")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let equipment = equipment_of(&bindings);
         rooms.push(RoomSite {
             config: RoomConfig {
                 id: RoomId::from(id.as_str()),
@@ -611,25 +877,158 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 leave_scene,
                 walk_in_scene,
                 extra_scenes,
+                access,
+                air,
+                equipment,
             },
             capacity: r.capacity,
             bindings,
         });
     }
+    let people = build_people(ck, &file.people);
     Site {
         name: file.site.name,
         timezone,
         timezone_name,
         devices,
         rooms,
+        people,
     }
+}
+
+/// What a room has, from what is bound: the engine commands nothing else.
+fn equipment_of(b: &BTreeMap<Capability, PointRef>) -> Equipment {
+    let has = |c: Capability| b.contains_key(&c);
+    Equipment {
+        lights: has(Capability::Light) || has(Capability::LightLevel),
+        hvac: has(Capability::HvacPower)
+            || has(Capability::HvacMode)
+            || has(Capability::HvacSetpoint),
+        curtains: has(Capability::Curtain),
+        sockets: has(Capability::Socket),
+        status_light: has(Capability::StatusLight),
+        projector: has(Capability::Projector),
+        screen: has(Capability::Screen),
+        ventilation: has(Capability::Ventilation),
+        purifier: has(Capability::Purifier),
+        hvac_fan: has(Capability::HvacFan),
+        door_lock: has(Capability::DoorLock),
+    }
+}
+
+fn build_access(ck: &mut Checker<'_>, a: Option<&AccessFile2>, path: &str) -> AccessPolicy {
+    let default_unlock = scenes::Span::seconds(5);
+    let Some(a) = a else {
+        return AccessPolicy {
+            staff_groups: Vec::new(),
+            unlock_for: default_unlock,
+        };
+    };
+    let unlock_for = ck.span_duration(
+        &a.unlock_for,
+        &format!("{path}.access.unlock_for"),
+        default_unlock,
+    );
+    if let Some(at) = &a.unlock_for
+        && unlock_for > scenes::Span::minutes(5)
+    {
+        ck.err(
+            at,
+            format!("{path}.access.unlock_for"),
+            "a door stays unlocked at most 5 min",
+        );
+    }
+    AccessPolicy {
+        staff_groups: a.staff_groups.clone(),
+        unlock_for,
+    }
+}
+
+fn build_air_rule(ck: &mut Checker<'_>, a: &Spanned<AirRuleFile>, path: &str) -> Option<AirRule> {
+    let f = a.get_ref();
+    let actions = |ck: &mut Checker<'_>, steps: &[Spanned<StepFile>], which: &str| -> Vec<Action> {
+        steps
+            .iter()
+            .enumerate()
+            .filter_map(
+                |(i, st)| match build_step(ck, st, &format!("{path}.{which}[{i}]"))? {
+                    Step::Do(action) => Some(action),
+                    Step::Wait(_) => {
+                        ck.err(
+                            st,
+                            format!("{path}.{which}[{i}]"),
+                            "air rules take actions, not waits",
+                        );
+                        None
+                    }
+                },
+            )
+            .collect()
+    };
+    let on = actions(ck, &f.on, "on");
+    let off = actions(ck, &f.off, "off");
+    let rule = AirRule {
+        metric: match f.metric {
+            MetricFile::Co2 => AirMetric::Co2Ppm,
+            MetricFile::Pm25 => AirMetric::Pm25,
+            MetricFile::Voc => AirMetric::Voc,
+            MetricFile::Temperature => AirMetric::TemperatureC,
+            MetricFile::Humidity => AirMetric::HumidityPct,
+        },
+        on_above: f.on_above as f32,
+        off_below: f.off_below as f32,
+        on,
+        off,
+    };
+    if let Err(e) = rule.validate() {
+        ck.err(a, path, e.to_string());
+        return None;
+    }
+    Some(rule)
+}
+
+fn build_people(ck: &mut Checker<'_>, files: &[PersonFile]) -> Directory {
+    let mut dir = Directory::default();
+    for p in files {
+        let id = p.id.get_ref().trim().to_owned();
+        let path = format!("people[{id}]");
+        if id.is_empty() {
+            ck.err(
+                &p.id,
+                &path,
+                "a person needs an id (the identity bookings use)",
+            );
+            continue;
+        }
+        for c in &p.credentials {
+            let key = Directory::normalize(c.get_ref());
+            if key.is_empty() {
+                ck.err(c, format!("{path}.credentials"), "empty credential");
+            } else if let Some(other) = dir.by_credential.get(&key) {
+                let other = dir.people[*other].id.clone();
+                ck.err(
+                    c,
+                    format!("{path}.credentials"),
+                    format!("credential '{}' already belongs to {other}", c.get_ref()),
+                );
+            } else {
+                dir.by_credential.insert(key, dir.people.len());
+            }
+        }
+        dir.people.push(Person {
+            name: p.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            groups: p.groups.clone(),
+        });
+    }
+    dir
 }
 
 fn id_rule(id: &str) -> String {
     format!("'{id}' is not a valid id: use 1 to 64 letters, digits, '-' or '_'")
 }
 
-fn unknown_scene(name: &str, scenes: &BTreeMap<String, Scene>) -> String {
+fn unknown_scene(name: &str, scenes: &BTreeMap<String, Arc<Scene>>) -> String {
     let known: Vec<&str> = scenes.keys().map(String::as_str).collect();
     format!("unknown scene '{name}' (defined: {})", known.join(", "))
 }
@@ -915,6 +1314,14 @@ fn on_off(v: &OnOffOrLevel) -> Result<(bool, Option<u8>), String> {
     }
 }
 
+fn on_off_only(v: &OnOffOrLevel, what: &str) -> Result<bool, String> {
+    match on_off(v) {
+        Ok((on, None)) => Ok(on),
+        Ok(_) => Err(format!("{what} is \"on\" or \"off\"")),
+        Err(e) => Err(e),
+    }
+}
+
 fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Option<Step> {
     let s = st.get_ref();
     let set = [
@@ -922,6 +1329,11 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
         s.sockets.is_some(),
         s.curtains.is_some(),
         s.hvac.is_some(),
+        s.projector.is_some(),
+        s.screen.is_some(),
+        s.ventilation.is_some(),
+        s.purifier.is_some(),
+        s.fan.is_some(),
         s.wait.is_some(),
     ]
     .iter()
@@ -931,7 +1343,7 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
         ck.err(
             st,
             path,
-            "a step sets exactly one of lights, sockets, curtains, hvac or wait",
+            "a step sets exactly one of lights, sockets, curtains, hvac, projector, screen, ventilation, purifier, fan or wait",
         );
         return None;
     }
@@ -968,6 +1380,27 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
             },
             Ok(_) => Err("hvac is \"on\" or \"off\" (with optional mode and setpoint)".to_owned()),
             Err(e) => Err(e),
+        }
+    } else if let Some(v) = &s.projector {
+        on_off_only(v, "projector").map(|on| Step::Do(Action::Projector { on }))
+    } else if let Some(v) = &s.purifier {
+        on_off_only(v, "purifier").map(|on| Step::Do(Action::Purifier { on }))
+    } else if let Some(v) = &s.screen {
+        match v.as_str() {
+            "down" => Ok(Step::Do(Action::Screen { down: true })),
+            "up" => Ok(Step::Do(Action::Screen { down: false })),
+            other => Err(format!("screen is \"down\" or \"up\" (got '{other}')")),
+        }
+    } else if let Some(v) = &s.ventilation {
+        on_off(v).map(|(on, level)| {
+            Step::Do(Action::Ventilation {
+                level: if on { level.unwrap_or(100) } else { 0 },
+            })
+        })
+    } else if let Some(f) = s.fan {
+        match u8::try_from(f) {
+            Ok(v) if v <= 100 => Ok(Step::Do(Action::HvacFan { level: v })),
+            _ => Err(format!("fan level {f} is out of range 0..=100")),
         }
     } else if let Some(w) = &s.wait {
         parse_span(w).map(Step::Wait)
@@ -1027,6 +1460,11 @@ fn build_policy(
             ))
         };
     }
+    p.override_hold = d(ck, &f.override_hold, "override_hold", p.override_hold);
+    p.walk_in_confirm = d(ck, &f.walk_in_confirm, "walk_in_confirm", p.walk_in_confirm);
+    if let Some(v) = f.checkin_by_card {
+        p.checkin_by_card = v;
+    }
     if let Some(v) = f.checkin_required {
         p.checkin_required = v;
     }
@@ -1072,6 +1510,7 @@ fn build_policy(
                 scenes::PolicyError::DimAfterOff { .. } => "dim_after",
                 scenes::PolicyError::DimLevel(_) => "dim_level",
                 scenes::PolicyError::Setpoint(_) => "hvac_setpoint",
+                scenes::PolicyError::AirHysteresis { .. } => "air",
             };
             let at: Option<std::ops::Range<usize>> = match field {
                 "off_after" => f.off_after.as_ref().map(|s| s.span()),

@@ -59,12 +59,12 @@ fn every_error_in_a_broken_site_is_reported_with_where_and_why() {
         20:10: devices[lights].points[temp]: point `temp`: a bit number is only allowed for a bool in a holding or input register, not for a u16 in the input register table
         25:10: scenes[presentation].steps[0]: curtain position 120 is out of range 0..=100 (% open)
         25:30: scenes[presentation].steps[1]: 'dim': write "on", "off" or a level 0..=100
-        25:50: scenes[presentation].steps[2]: a step sets exactly one of lights, sockets, curtains, hvac or wait
+        25:50: scenes[presentation].steps[2]: a step sets exactly one of lights, sockets, curtains, hvac, projector, screen, ventilation, purifier, fan or wait
         31:17: rooms[r1].meeting_scene: unknown scene 'party' (defined: leave, meeting, presentation)
         32:22: rooms[r1].bindings.light: unknown point 'lights/nope': device 'lights' has r1, pir
         32:46: rooms[r1].bindings.socket: unknown point 'sockets/s1': there is no device 'sockets'
         32:75: rooms[r1].bindings.status_light: point 'lights/pir' is read-only, but status_light is written by the gateway
-        32:123: rooms[r1].bindings.aircon: unknown capability 'aircon' (known: light, light_level, hvac_power, hvac_mode, hvac_setpoint, curtain, socket, status_light, occupancy, temperature, co2)
+        32:123: rooms[r1].bindings.aircon: unknown capability 'aircon' (known: light, light_level, hvac_power, hvac_mode, hvac_setpoint, curtain, socket, status_light, occupancy, temperature, co2, projector, screen, ventilation, purifier, hvac_fan, door_lock, humidity, pm25, voc)
         35:6: rooms[r1]: room id 'r1' is used twice
         38:28: rooms[r1].policy.no_show_after: '10' has a number without a unit (ms, s, m or h)
         38:89: rooms[r1].policy.dim_level: dim_level must be between 1 and 99 percent (got 0)"#]]

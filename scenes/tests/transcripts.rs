@@ -5,8 +5,8 @@
 
 use expect_test::{Expect, expect};
 use scenes::{
-    Action, Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, Output,
-    Policy, RoomConfig, RoomId, RoomKind, Scene, Span, Step, Timestamp,
+    Action, Booking, BookingId, CheckInMethod, Engine, EngineError, Equipment, Event, Occupancy,
+    OutcomeKind, Output, Policy, RoomConfig, RoomId, RoomKind, Scene, Span, Step, Timestamp,
 };
 
 fn t(hhmm: &str) -> Timestamp {
@@ -59,14 +59,24 @@ impl Day {
         while let Some(o) = self.engine.poll() {
             self.log.push(match o {
                 Output::Command(c) => format!("{} {} {} — {}", c.at, c.room, c.action, c.reason),
-                Output::Outcome(o) => format!(
-                    "{} {} {:?}{} — {}",
-                    o.at,
-                    o.room,
-                    o.kind,
-                    o.booking.map(|b| format!(" [{b}]")).unwrap_or_default(),
-                    o.reason
-                ),
+                Output::Outcome(o) => {
+                    let booking = o.booking.map(|b| format!(" [{b}]")).unwrap_or_default();
+                    match o.kind {
+                        OutcomeKind::Usage(u) => format!(
+                            "{} {} usage{booking}: came {}, left {}, occupied {}, devices on {}{}",
+                            o.at,
+                            o.room,
+                            u.actual_start.map_or("-".to_owned(), |t| t.to_string()),
+                            u.actual_end,
+                            u.occupied,
+                            u.devices_on,
+                            u.release
+                                .map(|r| format!(", released {r:?}"))
+                                .unwrap_or_default()
+                        ),
+                        kind => format!("{} {} {kind:?}{booking} — {}", o.at, o.room, o.reason),
+                    }
+                }
                 Output::State { at, room, state } => format!("{at} {room} state {state}"),
             });
         }
@@ -78,9 +88,21 @@ impl Day {
     }
 }
 
+/// A typical meeting room: lights, HVAC, curtains, sockets and a status light.
 fn room(id: &str) -> RoomConfig {
-    RoomConfig::new(id, id, RoomKind::Bookable)
+    let mut cfg = RoomConfig::new(id, id, RoomKind::Bookable);
+    cfg.equipment = ROOM;
+    cfg
 }
+
+const ROOM: Equipment = Equipment {
+    lights: true,
+    hvac: true,
+    curtains: true,
+    sockets: true,
+    status_light: true,
+    ..Equipment::NONE
+};
 
 fn booking(id: &str, room: &str, start: &str, end: &str) -> Event {
     Event::BookingUpserted(Booking {
@@ -90,6 +112,7 @@ fn booking(id: &str, room: &str, start: &str, end: &str) -> Event {
         end: t(end),
         subject: "Weekly".into(),
         organizer: "ana@example.com".into(),
+        attendees: vec!["bo@example.com".into()],
     })
 }
 
@@ -131,6 +154,7 @@ fn checked_in_meeting_prepares_runs_and_leaves() {
             09:03 r1 CheckedIn(Panel) [b1] — checked in by door panel
             09:03 r1 state in_meeting
             09:03 r1 status light Red — room is in_meeting
+            10:00 r1 usage [b1]: came 09:03, left 10:00, occupied 58 min, devices on 75 min
             10:00 r1 Ended [b1] — meeting ended at 10:00
             10:00 r1 curtains 100% — meeting ended at 10:00
             10:00 r1 lights off — meeting ended at 10:00
@@ -150,24 +174,26 @@ fn nobody_checks_in_and_the_booking_is_released_as_a_no_show() {
     day.check(
         "10:30",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:03 r1 lights 30% — nobody seen since 08:58: lights step down after 5 min
-        09:10 r1 Released(NoShow) [b1] — no check-in by 09:10 (policy: 10 min)
-        09:10 r1 curtains 100% — no check-in by 09:10 (policy: 10 min)
-        09:10 r1 lights off — no check-in by 09:10 (policy: 10 min)
-        09:10 r1 sockets off — no check-in by 09:10 (policy: 10 min)
-        09:10 r1 hvac off — no check-in by 09:10 (policy: 10 min)
-        09:10 r1 state free
-        09:10 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:03 r1 lights 30% — nobody seen since 08:58: lights step down after 5 min
+            09:10 r1 usage [b1]: came -, left 09:10, occupied 0 min, devices on 25 min, released NoShow
+            09:10 r1 Released(NoShow) [b1] — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 NoShowStrike { organizer: "ana@example.com" } [b1] — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 curtains 100% — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 lights off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 sockets off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 hvac off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 state free
+            09:10 r1 status light Green — room is free
+        "#]],
     );
 }
 
@@ -181,27 +207,28 @@ fn an_emptied_meeting_steps_lights_down_then_is_released_for_vacancy() {
     day.check(
         "10:00",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:02 r1 CheckedIn(Panel) [b1] — checked in by door panel
-        09:02 r1 state in_meeting
-        09:02 r1 status light Red — room is in_meeting
-        09:25 r1 lights 30% — nobody seen since 09:20: lights step down after 5 min
-        09:35 r1 Released(Vacancy) [b1] — nobody seen since 09:20 (policy: 15 min)
-        09:35 r1 curtains 100% — nobody seen since 09:20 (policy: 15 min)
-        09:35 r1 lights off — nobody seen since 09:20 (policy: 15 min)
-        09:35 r1 sockets off — nobody seen since 09:20 (policy: 15 min)
-        09:35 r1 hvac off — nobody seen since 09:20 (policy: 15 min)
-        09:35 r1 state free
-        09:35 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:02 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:02 r1 state in_meeting
+            09:02 r1 status light Red — room is in_meeting
+            09:25 r1 lights 30% — nobody seen since 09:20: lights step down after 5 min
+            09:35 r1 usage [b1]: came 09:02, left 09:35, occupied 19 min, devices on 50 min, released Vacancy
+            09:35 r1 Released(Vacancy) [b1] — nobody seen since 09:20 (policy: 15 min)
+            09:35 r1 curtains 100% — nobody seen since 09:20 (policy: 15 min)
+            09:35 r1 lights off — nobody seen since 09:20 (policy: 15 min)
+            09:35 r1 sockets off — nobody seen since 09:20 (policy: 15 min)
+            09:35 r1 hvac off — nobody seen since 09:20 (policy: 15 min)
+            09:35 r1 state free
+            09:35 r1 status light Green — room is free
+        "#]],
     );
 }
 
@@ -253,6 +280,7 @@ fn people_staying_after_the_end_get_a_staged_shutdown_when_they_leave() {
         09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
         09:00 r1 state in_meeting
         09:00 r1 status light Red — room is in_meeting
+        10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 60 min, devices on 75 min
         10:00 r1 Ended [b1] — meeting ended at 10:00 with people still in the room: devices stay on until it is empty
         10:00 r1 state occupied
         10:00 r1 status light Red — room is occupied
@@ -277,44 +305,48 @@ fn back_to_back_meetings_keep_the_room_as_it_is() {
     day.check(
         "11:30",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
-        09:00 r1 state in_meeting
-        09:00 r1 status light Red — room is in_meeting
-        10:00 r1 Ended [b1] — next meeting at 10:00 follows: the room stays as it is
-        10:00 r1 MeetingStarted [b2] — meeting started at 10:00
-        10:00 r1 state starting_soon
-        10:00 r1 status light YellowBlinking — room is starting_soon
-        10:02 r1 CheckedIn(Panel) [b2] — checked in by door panel
-        10:02 r1 state in_meeting
-        10:02 r1 status light Red — room is in_meeting
-        10:35 r1 lights 30% — nobody seen since 10:30: lights step down after 5 min
-        10:45 r1 Released(Vacancy) [b2] — nobody seen since 10:30 (policy: 15 min)
-        10:45 r1 curtains 100% — nobody seen since 10:30 (policy: 15 min)
-        10:45 r1 lights off — nobody seen since 10:30 (policy: 15 min)
-        10:45 r1 sockets off — nobody seen since 10:30 (policy: 15 min)
-        10:45 r1 hvac off — nobody seen since 10:30 (policy: 15 min)
-        10:45 r1 state free
-        10:45 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:00 r1 state in_meeting
+            09:00 r1 status light Red — room is in_meeting
+            10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 0 min, devices on 75 min
+            10:00 r1 Ended [b1] — next meeting at 10:00 follows: the room stays as it is
+            10:00 r1 MeetingStarted [b2] — meeting started at 10:00
+            10:00 r1 state starting_soon
+            10:00 r1 status light YellowBlinking — room is starting_soon
+            10:02 r1 CheckedIn(Panel) [b2] — checked in by door panel
+            10:02 r1 state in_meeting
+            10:02 r1 status light Red — room is in_meeting
+            10:35 r1 lights 30% — nobody seen since 10:30: lights step down after 5 min
+            10:45 r1 usage [b2]: came 10:02, left 10:45, occupied 0 min, devices on 45 min, released Vacancy
+            10:45 r1 Released(Vacancy) [b2] — nobody seen since 10:30 (policy: 15 min)
+            10:45 r1 curtains 100% — nobody seen since 10:30 (policy: 15 min)
+            10:45 r1 lights off — nobody seen since 10:30 (policy: 15 min)
+            10:45 r1 sockets off — nobody seen since 10:30 (policy: 15 min)
+            10:45 r1 hvac off — nobody seen since 10:30 (policy: 15 min)
+            10:45 r1 state free
+            10:45 r1 status light Green — room is free
+        "#]],
     );
 }
 
 #[test]
 fn an_instant_use_room_is_occupied_by_presence_and_freed_by_absence() {
-    let mut day = Day::new(vec![RoomConfig::new(
-        "huddle",
-        "Huddle",
-        RoomKind::InstantUse,
-    )]);
+    let mut huddle = RoomConfig::new("huddle", "Huddle", RoomKind::InstantUse);
+    huddle.equipment = Equipment {
+        lights: true,
+        status_light: true,
+        ..Equipment::NONE
+    };
+    let mut day = Day::new(vec![huddle]);
     day.at("09:00", occupancy("huddle", Occupancy::Occupied));
     day.at("09:40", occupancy("huddle", Occupancy::Vacant));
     day.at("09:43", occupancy("huddle", Occupancy::Occupied));
@@ -322,23 +354,18 @@ fn an_instant_use_room_is_occupied_by_presence_and_freed_by_absence() {
     day.check(
         "10:30",
         expect![[r#"
-        07:00 huddle state free
-        07:00 huddle status light Green — room is free
-        09:00 huddle WalkInStarted — presence in an instant-use room
-        09:00 huddle lights 100% — presence in an instant-use room
-        09:00 huddle sockets on — presence in an instant-use room
-        09:00 huddle curtains 100% — presence in an instant-use room
-        09:00 huddle state occupied
-        09:00 huddle status light Red — room is occupied
-        09:55 huddle lights 30% — nobody seen since 09:50: lights step down after 5 min
-        10:05 huddle WalkInEnded — room empty since 09:50: everything off after 15 min
-        10:05 huddle curtains 100% — room empty since 09:50: everything off after 15 min
-        10:05 huddle lights off — room empty since 09:50: everything off after 15 min
-        10:05 huddle sockets off — room empty since 09:50: everything off after 15 min
-        10:05 huddle hvac off — room empty since 09:50: everything off after 15 min
-        10:05 huddle state free
-        10:05 huddle status light Green — room is free
-    "#]],
+            07:00 huddle state free
+            07:00 huddle status light Green — room is free
+            09:00:30 huddle WalkInStarted — presence in an instant-use room
+            09:00:30 huddle lights 100% — presence in an instant-use room
+            09:00:30 huddle state occupied
+            09:00:30 huddle status light Red — room is occupied
+            09:55 huddle lights 30% — nobody seen since 09:50: lights step down after 5 min
+            10:05 huddle WalkInEnded — room empty since 09:50: everything off after 15 min
+            10:05 huddle lights off — room empty since 09:50: everything off after 15 min
+            10:05 huddle state free
+            10:05 huddle status light Green — room is free
+        "#]],
     );
 }
 
@@ -362,6 +389,7 @@ fn presence_checks_in_where_the_policy_allows_it() {
         09:00 r1 MeetingStarted [b1] — meeting started at 09:00
         09:00 r1 state in_meeting
         09:00 r1 status light Red — room is in_meeting
+        09:30 r1 usage [b1]: came 08:45, left 09:30, occupied 30 min, devices on 45 min
         09:30 r1 Ended [b1] — meeting ended at 09:30 with people still in the room: devices stay on until it is empty
         09:30 r1 state occupied
         09:30 r1 status light Red — room is occupied
@@ -377,26 +405,27 @@ fn an_unavailable_sensor_never_releases_a_running_meeting() {
     day.check(
         "10:01",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
-        09:00 r1 state in_meeting
-        09:00 r1 status light Red — room is in_meeting
-        10:00 r1 Ended [b1] — meeting ended at 10:00
-        10:00 r1 curtains 100% — meeting ended at 10:00
-        10:00 r1 lights off — meeting ended at 10:00
-        10:00 r1 sockets off — meeting ended at 10:00
-        10:00 r1 hvac off — meeting ended at 10:00
-        10:00 r1 state free
-        10:00 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:00 r1 state in_meeting
+            09:00 r1 status light Red — room is in_meeting
+            10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 0 min, devices on 75 min
+            10:00 r1 Ended [b1] — meeting ended at 10:00
+            10:00 r1 curtains 100% — meeting ended at 10:00
+            10:00 r1 lights off — meeting ended at 10:00
+            10:00 r1 sockets off — meeting ended at 10:00
+            10:00 r1 hvac off — meeting ended at 10:00
+            10:00 r1 state free
+            10:00 r1 status light Green — room is free
+        "#]],
     );
 }
 
@@ -415,43 +444,44 @@ fn cancelling_a_running_meeting_ends_it_and_cancelling_a_prepared_one_undoes_it(
     day.check(
         "12:00",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:05 r1 CheckedIn(Panel) [b1] — checked in by door panel
-        09:05 r1 state in_meeting
-        09:05 r1 status light Red — room is in_meeting
-        09:30 r1 Cancelled [b1] — booking cancelled
-        09:30 r1 curtains 100% — booking cancelled
-        09:30 r1 lights off — booking cancelled
-        09:30 r1 sockets off — booking cancelled
-        09:30 r1 hvac off — booking cancelled
-        09:30 r1 state free
-        09:30 r1 status light Green — room is free
-        10:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 11:00 (15 min ahead)
-        10:45 r1 state starting_soon
-        10:45 r1 status light YellowBlinking — room is starting_soon
-        10:50 r1 Cancelled [b2] — booking cancelled
-        10:50 r1 curtains 100% — booking cancelled
-        10:50 r1 lights off — booking cancelled
-        10:50 r1 sockets off — booking cancelled
-        10:50 r1 hvac off — booking cancelled
-        10:50 r1 state free
-        10:50 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:05 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:05 r1 state in_meeting
+            09:05 r1 status light Red — room is in_meeting
+            09:30 r1 usage [b1]: came 09:05, left 09:30, occupied 0 min, devices on 45 min
+            09:30 r1 Cancelled [b1] — booking cancelled
+            09:30 r1 curtains 100% — booking cancelled
+            09:30 r1 lights off — booking cancelled
+            09:30 r1 sockets off — booking cancelled
+            09:30 r1 hvac off — booking cancelled
+            09:30 r1 state free
+            09:30 r1 status light Green — room is free
+            10:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 11:00 (15 min ahead)
+            10:45 r1 state starting_soon
+            10:45 r1 status light YellowBlinking — room is starting_soon
+            10:50 r1 Cancelled [b2] — booking cancelled
+            10:50 r1 curtains 100% — booking cancelled
+            10:50 r1 lights off — booking cancelled
+            10:50 r1 sockets off — booking cancelled
+            10:50 r1 hvac off — booking cancelled
+            10:50 r1 state free
+            10:50 r1 status light Green — room is free
+        "#]],
     );
 }
 
 #[test]
 fn a_scene_with_a_wait_runs_its_steps_in_time_and_a_check_in_without_booking_is_refused() {
     let mut cfg = room("r1");
-    cfg.extra_scenes.push(Scene::new(
+    cfg.extra_scenes.push(std::sync::Arc::new(Scene::new(
         "presentation",
         vec![
             Step::Do(Action::Curtains { position: 0 }),
@@ -461,7 +491,7 @@ fn a_scene_with_a_wait_runs_its_steps_in_time_and_a_check_in_without_booking_is_
                 level: Some(40),
             }),
         ],
-    ));
+    )));
     let mut day = Day::new(vec![cfg]);
     day.at("09:00", occupancy("r1", Occupancy::Occupied));
     day.at(
@@ -476,12 +506,13 @@ fn a_scene_with_a_wait_runs_its_steps_in_time_and_a_check_in_without_booking_is_
     day.check(
         "09:05",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        09:00 r1 curtains 0% — scene 'presentation' run by installer
-        09:00:30 r1 lights 40% — scene 'presentation' run by installer
-        09:02 r1 CheckInRefused — no meeting to check in to right now
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            09:00 r1 OverrideStarted { until: Timestamp(36000000) } — manual control: automation holds until 10:00
+            09:00 r1 curtains 0% — scene 'presentation' run by installer
+            09:00:30 r1 lights 40% — scene 'presentation' run by installer
+            09:02 r1 CheckInRefused — no meeting to check in to right now
+        "#]],
     );
 }
 
