@@ -459,7 +459,8 @@ impl Engine {
         }
     }
 
-    /// When the engine next needs `handle_timeout`, if ever.
+    /// When the engine next needs `handle_timeout`, if ever. A new engine answers the
+    /// earliest possible instant: it wants its first `handle_timeout` right away.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.first().map(|(t, _)| *t)
     }

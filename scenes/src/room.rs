@@ -456,16 +456,16 @@ impl Room {
         }
         let now = cx.now;
         let opens = self.cfg.policy.checkin_opens;
-        let meeting = self
-            .bookings
-            .iter()
-            .position(|e| !e.finished && e.booking.start - opens <= now && now < e.booking.end);
-        let invited = meeting.filter(|&i| {
-            let b = &self.bookings[i].booking;
-            p.person.as_deref().is_some_and(|person| {
-                same_person(person, &b.organizer)
-                    || b.attendees.iter().any(|a| same_person(person, a))
-            })
+        // The current meeting and any imminent one (its check-in window open) count.
+        let in_window =
+            |e: &Entry| !e.finished && e.booking.start - opens <= now && now < e.booking.end;
+        let meeting = self.bookings.iter().position(in_window);
+        let invited = self.bookings.iter().position(|e| {
+            in_window(e)
+                && p.person.as_deref().is_some_and(|person| {
+                    same_person(person, &e.booking.organizer)
+                        || e.booking.attendees.iter().any(|a| same_person(person, a))
+                })
         });
         if let Some(i) = invited {
             let id = self.bookings[i].booking.id.clone();
@@ -579,50 +579,14 @@ impl Room {
             self.bookings[i].first_presence = Some(now);
         }
 
-        if let Some(i) = self.running() {
-            let e = &self.bookings[i];
-            let running = e.checked_in.is_some() || !p.checkin_required;
-            let deadline = e.booking.start + p.no_show_after;
-            if now < e.booking.start {
-                // Moved later while it was running: wait for the new start.
-                self.bookings[i].started = false;
-                self.set_phase(Phase::Idle);
-            } else if now >= e.booking.end {
-                self.end_meeting(&mut cx, i, None);
-            } else if !running && now >= deadline {
-                let reason = Reason::NoShow {
-                    deadline,
-                    grace: p.no_show_after,
-                };
-                self.release(&mut cx, i, ReleaseCause::NoShow, reason);
-            } else if let (true, Some(after), Some(since)) =
-                (running, p.vacancy_release, self.meeting_vacancy_ref(i))
-                && now >= since + after
-            {
-                let reason = Reason::VacancyRelease { since, after };
-                self.release(&mut cx, i, ReleaseCause::Vacancy, reason);
+        // A late evaluation may start a meeting whose deadlines have already passed: go round
+        // until the room's use settles (a start, then its no-show, then the next booking).
+        for _ in 0..4 {
+            let before = self.phase.clone();
+            self.lifecycle(&mut cx);
+            if self.phase == before {
+                break;
             }
-        } else if matches!(self.phase, Phase::Meeting(_)) {
-            self.set_phase(Phase::Idle);
-        }
-
-        if matches!(self.phase, Phase::Overtime | Phase::WalkIn)
-            && let Some(since) = self.vacancy_ref()
-            && now >= since + p.off_after
-        {
-            let reason = Reason::VacancyOff {
-                since,
-                after: p.off_after,
-            };
-            if self.phase == Phase::WalkIn {
-                self.outcome(&mut cx, None, OutcomeKind::WalkInEnded, reason.clone());
-            }
-            self.set_phase(Phase::Idle);
-            self.run_leave(&mut cx, reason);
-        }
-
-        if !matches!(self.phase, Phase::Meeting(_)) {
-            self.start_or_prepare(&mut cx);
         }
 
         // Presence came back to a room whose lights stepped down: restore them.
@@ -646,6 +610,57 @@ impl Room {
         self.air_rules(&mut cx);
         self.sensor_watch(&mut cx);
         self.publish_state(&mut cx);
+    }
+
+    /// One pass of the meeting lifecycle: end, release, staged shutdown, start, prepare.
+    fn lifecycle(&mut self, cx: &mut Ctx<'_>) {
+        let now = cx.now;
+        let p = self.cfg.policy;
+        if let Some(i) = self.running() {
+            let e = &self.bookings[i];
+            let running = e.checked_in.is_some() || !p.checkin_required;
+            let deadline = e.booking.start + p.no_show_after;
+            if now < e.booking.start {
+                // Moved later while it was running: wait for the new start.
+                self.bookings[i].started = false;
+                self.set_phase(Phase::Idle);
+            } else if now >= e.booking.end {
+                self.end_meeting(cx, i, None);
+            } else if !running && now >= deadline {
+                let reason = Reason::NoShow {
+                    deadline,
+                    grace: p.no_show_after,
+                };
+                self.release(cx, i, ReleaseCause::NoShow, reason);
+            } else if let (true, Some(after), Some(since)) =
+                (running, p.vacancy_release, self.meeting_vacancy_ref(i))
+                && now >= since + after
+            {
+                let reason = Reason::VacancyRelease { since, after };
+                self.release(cx, i, ReleaseCause::Vacancy, reason);
+            }
+        } else if matches!(self.phase, Phase::Meeting(_)) {
+            self.set_phase(Phase::Idle);
+        }
+
+        if matches!(self.phase, Phase::Overtime | Phase::WalkIn)
+            && let Some(since) = self.vacancy_ref()
+            && now >= since + p.off_after
+        {
+            let reason = Reason::VacancyOff {
+                since,
+                after: p.off_after,
+            };
+            if self.phase == Phase::WalkIn {
+                self.outcome(cx, None, OutcomeKind::WalkInEnded, reason.clone());
+            }
+            self.set_phase(Phase::Idle);
+            self.run_leave(cx, reason);
+        }
+
+        if !matches!(self.phase, Phase::Meeting(_)) {
+            self.start_or_prepare(cx);
+        }
     }
 
     /// The scene that describes the room's current use.
@@ -977,9 +992,16 @@ impl Room {
     ) {
         self.pending.clear();
         let mut due = cx.now;
+        // Automation does not brighten an empty room whose lights are already on (stepped
+        // down, or held): presence brings full light back the moment someone arrives, and the
+        // energy rule's clock keeps running.
+        let keep_lights = !matches!(reason, Reason::Manual { .. })
+            && self.occupancy == Occupancy::Vacant
+            && matches!(self.lights, Lights::On | Lights::Dimmed);
         for step in steps {
             match step {
                 Step::Wait(d) => due = due + *d,
+                Step::Do(Action::Lights { on: true, .. }) if keep_lights => {}
                 Step::Do(action) if due <= cx.now => {
                     self.command(cx, action.clone(), reason.clone());
                 }
@@ -1025,9 +1047,11 @@ impl Room {
                     (true, Some(l)) if *l < 100 && step_down => Lights::Dimmed,
                     (true, _) => Lights::On,
                 };
+                // The vacancy clock for lights starts when they go from off to on; lighting
+                // an already lit room again (the next meeting's scene) does not restart it.
                 if !*on {
                     self.lights_on_since = None;
-                } else if !was_on || self.lights == Lights::On {
+                } else if !was_on {
                     self.lights_on_since = Some(cx.now);
                 }
                 self.devices_on |= *on;
