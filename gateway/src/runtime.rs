@@ -364,21 +364,11 @@ impl MainLoop {
             if b.end_ms <= now.as_millis() || b.finished_ms.is_some() {
                 continue;
             }
-            let booking = to_booking(&b);
-            if let Err(e) = self
-                .engine
-                .handle_event(now, Event::BookingUpserted(booking))
-            {
+            // Loaded with its check-in before the room is evaluated, so a restarted meeting
+            // is neither released nor started twice.
+            let checked_in = b.checked_in_ms.map(Timestamp::from_millis);
+            if let Err(e) = self.engine.restore_booking(to_booking(&b), checked_in) {
                 tracing::warn!("stored booking {} not restored: {e}", b.id);
-                continue;
-            }
-            if b.checked_in_ms.is_some() {
-                let ev = Event::CheckIn {
-                    room: RoomId::from(b.room.as_str()),
-                    method: CheckInMethod::Remote,
-                    booking: Some(BookingId::from(b.id.as_str())),
-                };
-                let _ = self.engine.handle_event(now, ev);
             }
         }
         for r in &self.site.rooms {
@@ -386,8 +376,8 @@ impl MainLoop {
             let recent = rows.into_iter().map(|a| self.activity_dto(a)).collect();
             self.recent.insert(r.config.id.clone(), recent);
         }
-        // Outputs from replaying are the state the room was already in; the first tick
-        // re-derives and sends what is due now.
+        // The first tick evaluates every room and sends what is due now, re-asserting the
+        // devices of running meetings (they may have lost power with the gateway).
         Ok(())
     }
 

@@ -446,6 +446,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Loads a booking as it was before a restart, with its check-in, without evaluating the
+    /// room: the room is evaluated at the next `handle_timeout`, with everything restored.
+    pub fn restore_booking(
+        &mut self,
+        booking: Booking,
+        checked_in: Option<Timestamp>,
+    ) -> Result<(), EngineError> {
+        let idx = self.index(&booking.room)?;
+        self.rooms[idx].restore(booking, checked_in)?;
+        if let Some(old) = self.wake[idx].take() {
+            self.timers.remove(&(old, idx));
+        }
+        let first = Timestamp::from_millis(i64::MIN);
+        self.timers.insert((first, idx));
+        self.wake[idx] = Some(first);
+        Ok(())
+    }
+
     /// Runs every room whose timer is due at `now`.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         while let Some(&(t, idx)) = self.timers.first() {

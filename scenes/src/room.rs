@@ -293,6 +293,25 @@ impl Room {
         Ok(())
     }
 
+    pub(crate) fn restore(
+        &mut self,
+        b: Booking,
+        checked_in: Option<Timestamp>,
+    ) -> Result<(), EngineError> {
+        if self.cfg.kind == RoomKind::Closed {
+            return Err(EngineError::RoomClosed(self.cfg.id.clone()));
+        }
+        if b.end <= b.start {
+            return Err(EngineError::BookingEndsBeforeStart(b.id));
+        }
+        let id = b.id.clone();
+        self.upsert(b);
+        if let Some(i) = self.find(&id) {
+            self.bookings[i].checked_in = checked_in;
+        }
+        Ok(())
+    }
+
     fn set_occupancy(&mut self, now: Timestamp, occupancy: Occupancy) {
         if occupancy == self.occupancy {
             return;

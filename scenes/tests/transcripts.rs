@@ -959,3 +959,35 @@ fn the_clock_going_back_after_an_ntp_correction_neither_repeats_nor_loses_steps(
     "#]]
     .assert_debug_eq(&log);
 }
+
+#[test]
+fn a_meeting_restored_after_a_restart_keeps_its_check_in_and_its_devices_come_back() {
+    let mut engine = Engine::new(vec![room("r1")]).expect("rooms");
+    let Event::BookingUpserted(b) = booking("b1", "r1", "09:00", "10:00") else {
+        unreachable!("a booking event")
+    };
+    // The gateway restarts at 09:20; the store says the meeting was checked in at 09:02.
+    engine
+        .restore_booking(b, Some(t("09:02")))
+        .expect("restored");
+    engine.handle_timeout(t("09:20"));
+    let log: Vec<String> = std::iter::from_fn(|| engine.poll())
+        .map(|o| match o {
+            Output::Command(c) => format!("{} {}", c.at, c.action),
+            Output::Outcome(o) => format!("{} {:?}", o.at, o.kind),
+            Output::State { at, state, .. } => format!("{at} state {state}"),
+        })
+        .collect();
+    expect![[r#"
+        [
+            "09:20 MeetingStarted",
+            "09:20 hvac on Auto 21.5C",
+            "09:20 lights 100%",
+            "09:20 sockets on",
+            "09:20 curtains 100%",
+            "09:20 state in_meeting",
+            "09:20 status light Red",
+        ]
+    "#]]
+    .assert_debug_eq(&log);
+}
