@@ -657,6 +657,9 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A template with its access and air rules already checked.
+type BuiltTemplate<'a> = (&'a TemplateFile, Option<AccessPolicy>, Option<Vec<AirRule>>);
+
 fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
     let (timezone, timezone_name) = match &file.site.timezone {
         None => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
@@ -719,18 +722,21 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         None,
     );
 
-    let mut templates: HashMap<&str, &TemplateFile> = HashMap::new();
+    // Templates are checked once, on their own, whether rooms use them or not.
+    let mut templates: HashMap<&str, BuiltTemplate<'_>> = HashMap::new();
     for t in &file.templates {
         let id = t.id.get_ref();
+        let path = format!("templates[{id}]");
         if !valid_id(id) {
-            ck.err(&t.id, format!("templates[{id}].id"), id_rule(id));
+            ck.err(&t.id, format!("{path}.id"), id_rule(id));
         }
-        if templates.insert(id, t).is_some() {
-            ck.err(
-                &t.id,
-                format!("templates[{id}]"),
-                format!("template '{id}' is defined twice"),
-            );
+        let access = t.access.as_ref().map(|a| build_access(ck, Some(a), &path));
+        let air = t
+            .air
+            .as_ref()
+            .map(|rules| build_air_rules(ck, rules, &path));
+        if templates.insert(id, (t, access, air)).is_some() {
+            ck.err(&t.id, &path, format!("template '{id}' is defined twice"));
         }
     }
 
@@ -755,10 +761,10 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         if !room_ids.insert(id.clone()) {
             ck.err(&r.id, &path, format!("room id '{id}' is used twice"));
         }
-        let t: &TemplateFile = match &r.template {
-            None => &none,
+        let (t, t_access, t_air) = match &r.template {
+            None => (&none, None, None),
             Some(name) => match templates.get(name.get_ref().as_str()) {
-                Some(t) => t,
+                Some((t, access, air)) => (*t, access.clone(), air.clone()),
                 None => {
                     let known: Vec<&str> = templates.keys().copied().collect();
                     ck.err(
@@ -774,7 +780,7 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                             }
                         ),
                     );
-                    &none
+                    (&none, None, None)
                 }
             },
         };
@@ -853,19 +859,14 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 bindings.insert(cap, pr);
             }
         }
-        let access = build_access(ck, r.access.as_ref().or(t.access.as_ref()), &path);
-        let air = r
-            .air
-            .as_ref()
-            .or(t.air.as_ref())
-            .map(|rules| {
-                rules
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, a)| build_air_rule(ck, a, &format!("{path}.air[{i}]")))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let access = match &r.access {
+            Some(a) => build_access(ck, Some(a), &path),
+            None => t_access.unwrap_or_else(|| build_access(ck, None, &path)),
+        };
+        let air = match &r.air {
+            Some(rules) => build_air_rules(ck, rules, &path),
+            None => t_air.unwrap_or_default(),
+        };
         let equipment = equipment_of(&bindings);
         rooms.push(RoomSite {
             config: RoomConfig {
@@ -942,6 +943,18 @@ fn build_access(ck: &mut Checker<'_>, a: Option<&AccessFile2>, path: &str) -> Ac
         staff_groups: a.staff_groups.clone(),
         unlock_for,
     }
+}
+
+fn build_air_rules(
+    ck: &mut Checker<'_>,
+    rules: &[Spanned<AirRuleFile>],
+    path: &str,
+) -> Vec<AirRule> {
+    rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| build_air_rule(ck, a, &format!("{path}.air[{i}]")))
+        .collect()
 }
 
 fn build_air_rule(ck: &mut Checker<'_>, a: &Spanned<AirRuleFile>, path: &str) -> Option<AirRule> {

@@ -137,3 +137,76 @@ async fn the_demo_site_passes_the_check() {
     );
     assert!(stdout.contains("7 rooms, 16 devices"), "{stdout}");
 }
+
+const TEMPLATED: &str = r#"
+[site]
+name = "Templates"
+timezone = "Europe/Berlin"
+
+[[devices]]
+id = "io"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+points = [
+  { id = "light", table = "coil", address = 0, type = "bool" },
+  { id = "vent", table = "holding_register", address = 0, type = "u16" },
+  { id = "co2", table = "input_register", address = 0, type = "u16" },
+]
+
+[[templates]]
+id = "small"
+policy = { no_show_after = "5m", off_after = "10m", dim_after = "3m" }
+access = { staff_groups = ["cleaning"] }
+air = [{ metric = "co2", on_above = 1000, off_below = 800, on = [{ ventilation = 100 }], off = [{ ventilation = "off" }] }]
+
+[[rooms]]
+id = "a"
+name = "A"
+kind = "bookable"
+template = "small"
+policy = { off_after = "12m" }
+bindings = { light = "io/light", ventilation = "io/vent", co2 = "io/co2" }
+
+[[people]]
+id = "ana@example.com"
+credentials = ["04A1"]
+"#;
+
+#[test]
+fn a_room_takes_its_template_and_overrides_what_it_sets() {
+    let site = gateway::site::load(TEMPLATED).expect("valid");
+    let a = &site.rooms[0].config;
+    assert_eq!(
+        a.policy.no_show_after,
+        scenes::Span::minutes(5),
+        "from the template"
+    );
+    assert_eq!(
+        a.policy.off_after,
+        scenes::Span::minutes(12),
+        "the room's own"
+    );
+    assert_eq!(a.policy.dim_after, scenes::Span::minutes(3));
+    assert_eq!(a.access.staff_groups, vec!["cleaning".to_owned()]);
+    assert_eq!(a.air.len(), 1);
+    assert!(a.equipment.lights && a.equipment.ventilation && !a.equipment.hvac);
+    assert_eq!(
+        site.people.lookup(" 04a1 ").map(|p| p.id.as_str()),
+        Some("ana@example.com")
+    );
+    assert!(site.people.lookup("04A2").is_none());
+}
+
+#[test]
+fn template_people_and_air_mistakes_are_reported_where_they_are() {
+    let broken = TEMPLATED
+        .replace("template = \"small\"", "template = \"small\"\n\n[[rooms]]\nid = \"b\"\nname = \"B\"\nkind = \"bookable\"\ntemplate = \"tiny\"")
+        .replace("off_below = 800", "off_below = 1200")
+        .replace("[[people]]\nid = \"ana@example.com\"\ncredentials = [\"04A1\"]", "[[people]]\nid = \"ana@example.com\"\ncredentials = [\"04A1\"]\n\n[[people]]\nid = \"bo@example.com\"\ncredentials = [\" 04a1\"]");
+    let errors = gateway::site::load(&broken).expect_err("broken");
+    expect![[r#"
+        20:8: templates[small].air[0]: an air rule for CO2 must switch off below the level it switches on above (1200 is not below 1000)
+        32:12: rooms[b].template: unknown template 'tiny' (defined: small)
+        42:16: people[bo@example.com].credentials: credential ' 04a1' already belongs to ana@example.com"#]]
+    .assert_eq(&errors.to_string());
+}
