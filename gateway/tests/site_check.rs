@@ -135,7 +135,7 @@ async fn the_demo_site_passes_the_check() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("7 rooms, 16 devices"), "{stdout}");
+    assert!(stdout.contains("7 rooms, 18 devices"), "{stdout}");
 }
 
 const TEMPLATED: &str = r#"
