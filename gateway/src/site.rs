@@ -71,13 +71,13 @@ struct TemplateFile {
     scenes: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     policy: PolicyFile,
-    access: Option<AccessFile2>,
+    access: Option<AccessFile>,
     air: Option<Vec<Spanned<AirRuleFile>>>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-struct AccessFile2 {
+struct AccessFile {
     #[serde(default)]
     staff_groups: Vec<String>,
     unlock_for: Option<Spanned<String>>,
@@ -168,7 +168,7 @@ enum WordOrderFile {
 
 #[derive(Debug, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
-enum AccessFile {
+enum PointAccessFile {
     Read,
     Write,
     ReadWrite,
@@ -187,7 +187,7 @@ struct PointFile {
     word_order: Option<WordOrderFile>,
     scale: Option<f64>,
     offset: Option<f64>,
-    access: Option<AccessFile>,
+    access: Option<PointAccessFile>,
     unit: Option<String>,
 }
 
@@ -312,7 +312,7 @@ struct RoomFile {
     capacity: u32,
     kind: KindFile,
     template: Option<Spanned<String>>,
-    access: Option<AccessFile2>,
+    access: Option<AccessFile>,
     air: Option<Vec<Spanned<AirRuleFile>>>,
     meeting_scene: Option<Spanned<String>>,
     leave_scene: Option<Spanned<String>>,
@@ -917,7 +917,7 @@ fn equipment_of(b: &BTreeMap<Capability, PointRef>) -> Equipment {
     }
 }
 
-fn build_access(ck: &mut Checker<'_>, a: Option<&AccessFile2>, path: &str) -> AccessPolicy {
+fn build_access(ck: &mut Checker<'_>, a: Option<&AccessFile>, path: &str) -> AccessPolicy {
     let default_unlock = scenes::Span::seconds(5);
     let Some(a) = a else {
         return AccessPolicy {
@@ -1206,9 +1206,9 @@ fn build_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointD
             offset: p.offset.unwrap_or(0.0),
         },
         access: match p.access {
-            Some(AccessFile::Read) => Access::Read,
-            Some(AccessFile::Write) => Access::Write,
-            Some(AccessFile::ReadWrite) => Access::ReadWrite,
+            Some(PointAccessFile::Read) => Access::Read,
+            Some(PointAccessFile::Write) => Access::Write,
+            Some(PointAccessFile::ReadWrite) => Access::ReadWrite,
             // Default: what the table allows.
             None => match p.table {
                 TableFile::DiscreteInput | TableFile::InputRegister => Access::Read,

@@ -270,6 +270,19 @@ impl Harness {
         r.body["result"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Presents a card or QR code at the room's door; returns what happened, in words.
+    async fn credential(&self, room: &str, credential: &str) -> String {
+        let r = http(
+            self.addr(),
+            "POST",
+            &format!("/api/rooms/{room}/credential"),
+            Some(&json!({ "credential": credential })),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["result"].as_str().unwrap_or_default().to_owned()
+    }
+
     async fn activity(&self, room: &str) -> Vec<String> {
         let r = http(self.addr(), "GET", &format!("/api/rooms/{room}"), None).await;
         assert_eq!(r.status, 200);
@@ -646,34 +659,13 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
     let door = |f: &Floor| f.sim("lights").coil(2);
 
     // Too early for the meeting: refused, the door stays locked.
-    let r = http(
-        h.addr(),
-        "POST",
-        "/api/rooms/r1/credential",
-        Some(&json!({ "credential": "04a1b2c3" })),
-    )
-    .await;
-    assert_eq!(r.status, 200);
-    assert!(
-        r.body["result"]
-            .as_str()
-            .unwrap_or("")
-            .contains("access denied"),
-        "{}",
-        r.text
-    );
+    let answer = h.credential("r1", "04a1b2c3").await;
+    assert!(answer.contains("access denied"), "{answer}");
 
     // An attendee's QR code 10 minutes before: the door opens, relocks, and the meeting is
     // checked in. A stranger's card is refused; the cleaner always gets in.
     h.advance_to("08:50").await;
-    let r = http(
-        h.addr(),
-        "POST",
-        "/api/rooms/r1/credential",
-        Some(&json!({ "credential": " qr:BO-7731 " })),
-    )
-    .await;
-    let answer = r.body["result"].as_str().unwrap_or("").to_owned();
+    let answer = h.credential("r1", " qr:BO-7731 ").await;
     assert!(
         answer.contains("door opened") && answer.contains("checked in by card"),
         "{answer}"
@@ -681,37 +673,14 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
     h.expect_registers("door unlocked", door).await;
     h.advance_to("08:51").await;
     h.expect_registers("door relocked", |f| !door(f)).await;
-    let r = http(
-        h.addr(),
-        "POST",
-        "/api/rooms/r1/credential",
-        Some(&json!({ "credential": "DEADBEEF" })),
-    )
-    .await;
+    let answer = h.credential("r1", "DEADBEEF").await;
     assert!(
-        r.body["result"]
-            .as_str()
-            .unwrap_or("")
-            .contains("an unknown card is not invited"),
-        "{}",
-        r.text
+        answer.contains("an unknown card is not invited"),
+        "{answer}"
     );
     assert!(!door(&h.floor));
-    let r = http(
-        h.addr(),
-        "POST",
-        "/api/rooms/r1/credential",
-        Some(&json!({ "credential": "c0ffee" })),
-    )
-    .await;
-    assert!(
-        r.body["result"]
-            .as_str()
-            .unwrap_or("")
-            .contains("staff (cleaning)"),
-        "{}",
-        r.text
-    );
+    let answer = h.credential("r1", "c0ffee").await;
+    assert!(answer.contains("staff (cleaning)"), "{answer}");
 
     // The meeting runs; CO2 climbs, ventilation goes to full, and back when it falls.
     h.advance_to("09:01").await;
