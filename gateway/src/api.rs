@@ -129,6 +129,23 @@ pub struct NewBooking {
     pub start: Option<String>,
     pub end: Option<String>,
     pub minutes: Option<u32>,
+    #[serde(default)]
+    pub attendees: Vec<String>,
+}
+
+/// `POST /api/rooms/{id}/extend`: `minutes` more, or `until` a time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendRequest {
+    pub minutes: Option<u32>,
+    pub until: Option<String>,
+}
+
+/// `POST /api/rooms/{id}/credential`: a card number or QR payload read at the door.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialRequest {
+    pub credential: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -136,4 +153,39 @@ pub struct ErrorDto {
     pub error: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict: Option<BookingDto>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_times_follow_daylight_saving() {
+        let fmt = TimeFmt {
+            tz: jiff::tz::TimeZone::get("Europe/Berlin").expect("tzdb"),
+        };
+        // The day before and the day of the spring change (2026-03-29, 02:00 -> 03:00).
+        let before = fmt.parse("2026-03-28T09:00").expect("civil time");
+        let after = fmt.parse("2026-03-29T09:00").expect("civil time");
+        assert_eq!(
+            after.since(before),
+            scenes::Span::minutes(23 * 60),
+            "a 23-hour day"
+        );
+        assert_eq!(fmt.hh_mm(before), "09:00");
+        assert_eq!(fmt.hh_mm(after), "09:00");
+        assert_eq!(fmt.rfc3339(after), "2026-03-29T09:00:00+02:00");
+        // 02:30 does not exist that night: it is read as 03:30 summer time.
+        let gap = fmt
+            .parse("2026-03-29T02:30")
+            .expect("civil time in the gap");
+        assert_eq!(fmt.hh_mm(gap), "03:30");
+        // An explicit offset wins over the zone; on the autumn change (03:00 CEST back to
+        // 02:00 CET at 01:00 UTC) 00:30Z and 01:30Z are both shown as 02:30, an hour apart.
+        let first = fmt.parse("2026-10-25T00:30:00Z").expect("rfc3339");
+        let second = fmt.parse("2026-10-25T01:30:00Z").expect("rfc3339");
+        assert_eq!(fmt.rfc3339(first), "2026-10-25T02:30:00+02:00");
+        assert_eq!(fmt.rfc3339(second), "2026-10-25T02:30:00+01:00");
+        assert!(fmt.parse("next tuesday").is_err());
+    }
 }

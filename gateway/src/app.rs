@@ -47,7 +47,9 @@ pub async fn start(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let gateway = Gateway::start(site, store, clock).context("starting the gateway")?;
+    let gateway = Gateway::start(site, store, clock)
+        .await
+        .context("starting the gateway")?;
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(crate::http::serve(
         listener,

@@ -43,7 +43,13 @@ pub fn label(cap: Capability, value: &Value) -> Option<&'static str> {
     let names: &[&'static str] = match cap {
         Capability::HvacMode => &["off", "heat", "cool", "auto", "fan"],
         Capability::StatusLight => &["off", "green", "yellow", "yellow blinking", "red"],
-        Capability::Light | Capability::HvacPower | Capability::Socket => &["off", "on"],
+        Capability::Light
+        | Capability::HvacPower
+        | Capability::Socket
+        | Capability::Projector
+        | Capability::Purifier => &["off", "on"],
+        Capability::Screen => &["up", "down"],
+        Capability::DoorLock => &["locked", "unlocked"],
         Capability::Occupancy => &["vacant", "occupied"],
         _ => return None,
     };
@@ -94,6 +100,14 @@ pub fn writes_for(bindings: &BTreeMap<Capability, PointRef>, action: &Action) ->
             Capability::StatusLight,
             Value::Number(status_light_code(*c)),
         ),
+        Action::Projector { on } => put(Capability::Projector, Value::Bool(*on)),
+        Action::Screen { down } => put(Capability::Screen, Value::Bool(*down)),
+        Action::Ventilation { level } => {
+            put(Capability::Ventilation, Value::Number(f64::from(*level)))
+        }
+        Action::Purifier { on } => put(Capability::Purifier, Value::Bool(*on)),
+        Action::HvacFan { level } => put(Capability::HvacFan, Value::Number(f64::from(*level))),
+        Action::DoorLock { unlocked } => put(Capability::DoorLock, Value::Bool(*unlocked)),
     }
     out
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use drivers::sim::{SimDevice, SimKind};
 use scenes::Span;
 
-use crate::runtime::{BookingRequest, GatewayHandle};
+use crate::runtime::{BookingRequest, GatewayHandle, RoomAction};
 
 const TEMPLATE: &str = include_str!("demo/site.toml");
 const HVAC_ROOMS: [&str; 4] = ["101", "102", "103", "104"];
@@ -50,6 +50,8 @@ impl DemoFloor {
         spawn("sockets".into(), SimKind::SocketModule).await?;
         spawn("pir".into(), SimKind::PirInput).await?;
         spawn("curtain-103".into(), SimKind::CurtainMotor).await?;
+        spawn("doors".into(), SimKind::SocketModule).await?;
+        spawn("ventilation".into(), SimKind::LightModule).await?;
         for r in HVAC_ROOMS {
             spawn(format!("hvac-{r}"), SimKind::HvacController).await?;
         }
@@ -133,6 +135,10 @@ enum Act {
     },
     Presence(&'static str, bool),
     CheckIn(&'static str),
+    /// A card or QR code at a room's door.
+    Credential(&'static str, &'static str),
+    /// Room 103's CO2 reading, in ppm.
+    Co2(u16),
 }
 
 /// One cycle of the demo: what happens, at which offset from the cycle's start.
@@ -148,31 +154,37 @@ fn script() -> Vec<(Span, Act)> {
         organizer,
     };
     let mut v = vec![
-        // Summit: a meeting already running, people stay past its end, then leave:
-        // the staged shutdown (dim, then everything off).
+        // Summit: a meeting already running (Mei's card opens the door and checks in), CO2
+        // climbs and the ventilation runs at full until it falls, people stay past the end,
+        // then leave: the staged shutdown (dim, then everything off).
         (
             s(0),
             book("r103", m(-1), m(3), "Design review", "mei@example.com"),
         ),
         (s(0), Presence("r103", true)),
-        (s(1), CheckIn("r103")),
+        (s(1), Credential("r103", "0A0B0C0D")),
+        (s(60), Co2(1350)),
+        (s(150), Co2(720)),
         (m(5), Presence("r103", false)),
         // Fjord: booked soon; presence checks the meeting in (its policy allows it).
         (
             s(0),
             book("r101", m(1), m(8), "Sprint planning", "ana@example.com"),
         ),
-        (s(90), Presence("r101", true)),
+        (s(75), Presence("r101", true)),
         (m(6), Presence("r101", false)),
         // Glacier: nobody comes: released as a no-show 2 minutes after start.
         (
             s(0),
             book("r102", m(2), m(12), "Vendor call", "tom@example.com"),
         ),
-        // Delta: checked in on the door panel.
+        // Delta: a stranger's card is refused; Lee's QR code opens the door and checks in;
+        // a second check-in on the panel is refused (already checked in).
         (s(0), book("r104", m(5), m(15), "1:1", "lee@example.com")),
+        (s(310), Credential("r104", "DEADBEEF")),
         (s(320), Presence("r104", true)),
-        (s(330), CheckIn("r104")),
+        (s(330), Credential("r104", "QR:lee-2231")),
+        (s(400), CheckIn("r104")),
         (m(14), Presence("r104", false)),
         // Huddle rooms: walk-ins.
         (s(30), Presence("h1", true)),
@@ -206,6 +218,7 @@ pub async fn run_scenario(g: GatewayHandle, floor: std::sync::Arc<DemoFloor>) {
                         organizer: organizer.into(),
                         start: t0 + from,
                         end: t0 + to,
+                        attendees: Vec::new(),
                     })
                     .await
                     .map(|_| ()),
@@ -214,6 +227,16 @@ pub async fn run_scenario(g: GatewayHandle, floor: std::sync::Arc<DemoFloor>) {
                     Ok(())
                 }
                 Act::CheckIn(room) => g.check_in(room).await.map(|_| ()),
+                Act::Credential(room, credential) => g
+                    .room_action(room, RoomAction::Credential(credential.into()))
+                    .await
+                    .map(|_| ()),
+                Act::Co2(ppm) => {
+                    if let Some(sim) = floor.sims.get("hvac-103") {
+                        sim.set_input_register(2, ppm);
+                    }
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::warn!("demo scenario step {act:?}: {e}");

@@ -7,13 +7,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 
-use scenes::Span;
+use scenes::{Span, Timestamp};
 use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::api::{ErrorDto, NewBooking};
-use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT};
+use crate::api::{CredentialRequest, ErrorDto, ExtendRequest, NewBooking};
+use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
 
 const FLOOR_PAGE: &str = include_str!("web/floor.html");
 
@@ -113,13 +113,47 @@ pub fn routes(
         .and(warp::post())
         .and(with(g.clone()))
         .then(|room: String, g: GatewayHandle| async move {
-            match timed(g.check_in(&room)).await {
-                Ok(text) => {
-                    warp::reply::json(&serde_json::json!({ "result": text })).into_response()
-                }
-                Err(e) => error(&e),
-            }
+            action_reply(timed(g.room_action(&room, RoomAction::CheckIn)).await)
         });
+    let end = warp::path!("api" / "rooms" / String / "end")
+        .and(warp::post())
+        .and(with(g.clone()))
+        .then(|room: String, g: GatewayHandle| async move {
+            action_reply(timed(g.room_action(&room, RoomAction::EndNow)).await)
+        });
+    let extend = warp::path!("api" / "rooms" / String / "extend")
+        .and(warp::post())
+        .and(json_body::<ExtendRequest>())
+        .and(with(g.clone()))
+        .then(
+            |room: String, body: Result<ExtendRequest, String>, g: GatewayHandle| async move {
+                match body.and_then(|b| extend_until(&g, &room, b)) {
+                    Ok(until) => {
+                        let action = RoomAction::Extend { until };
+                        action_reply(timed(g.room_action(&room, action)).await)
+                    }
+                    Err(e) => error(&ApiError::BadRequest(e)),
+                }
+            },
+        );
+    let credential = warp::path!("api" / "rooms" / String / "credential")
+        .and(warp::post())
+        .and(json_body::<CredentialRequest>())
+        .and(with(g.clone()))
+        .then(
+            |room: String, body: Result<CredentialRequest, String>, g: GatewayHandle| async move {
+                match body {
+                    Ok(b) if !b.credential.trim().is_empty() && b.credential.len() <= 256 => {
+                        let action = RoomAction::Credential(b.credential);
+                        action_reply(timed(g.room_action(&room, action)).await)
+                    }
+                    Ok(_) => error(&ApiError::BadRequest(
+                        "credential must be 1 to 256 characters".into(),
+                    )),
+                    Err(e) => error(&ApiError::BadRequest(e)),
+                }
+            },
+        );
     let scene = warp::path!("api" / "rooms" / String / "scenes" / String)
         .and(warp::post())
         .and(with(g.clone()))
@@ -138,6 +172,9 @@ pub fn routes(
         .or(add_booking)
         .or(cancel)
         .or(checkin)
+        .or(end)
+        .or(extend)
+        .or(credential)
         .or(scene)
         .recover(recover)
 }
@@ -176,7 +213,35 @@ fn booking_request(
         organizer: b.organizer.unwrap_or_else(|| "door panel".into()),
         start,
         end,
+        attendees: b.attendees,
     })
+}
+
+/// The answer to a room action: what happened, in words.
+fn action_reply(r: Result<String, ApiError>) -> warp::reply::Response {
+    match r {
+        Ok(text) => warp::reply::json(&serde_json::json!({ "result": text })).into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+/// The new end of the running meeting: `minutes` after its current end, or `until`.
+fn extend_until(g: &GatewayHandle, room: &str, b: ExtendRequest) -> Result<Timestamp, String> {
+    match (b.minutes, b.until) {
+        (Some(m), None) if (1..=480).contains(&m) => {
+            let snap = g.snapshot();
+            let current = snap
+                .rooms
+                .iter()
+                .find(|r| r.id == room)
+                .and_then(|r| r.current.as_ref())
+                .ok_or_else(|| format!("no meeting is running in '{room}'"))?;
+            Ok(Timestamp::from_millis(current.end_ms) + Span::minutes(i64::from(m)))
+        }
+        (Some(m), None) => Err(format!("minutes must be 1..=480 (got {m})")),
+        (None, Some(u)) => g.time.parse(&u),
+        _ => Err("give either minutes or until".into()),
+    }
 }
 
 async fn timed<T>(f: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {

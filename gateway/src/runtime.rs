@@ -8,19 +8,22 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::device::{DeviceHandle, LinkState, PointUpdate};
+use drivers::bacnet::{BacnetNetwork, BacnetNetworkConfig};
+use drivers::device::{CredentialRead, DeviceHandle, LinkState, PointUpdate};
+use drivers::modbus::rtu::{RtuBus, RtuUnitConfig, spawn_rtu_bus};
 use drivers::modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 use drivers::point::Value;
+use drivers::serial::spawn_serial_device;
 use scenes::{
-    Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, Output, RoomId,
-    RoomKind, Span, Timestamp,
+    Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, OutcomeKind, Output,
+    Presenter, ReleaseCause, RoomId, RoomKind, Span, Timestamp, UsageFacts,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::{ActivityDto, BookingDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt};
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
-use crate::site::{Capability, PointRef, Site};
+use crate::site::{Capability, DeviceKind, PointProtocol, PointRef, Site};
 use crate::store::{ActivityRecord, BookingSource, Store, StoreError, StoredBooking};
 
 /// How many activity lines each room keeps in memory for the live views.
@@ -55,6 +58,10 @@ impl From<StoreError> for ApiError {
 pub enum StartError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the BACnet network could not start: {0}")]
+    Bacnet(#[from] drivers::bacnet::NetworkError),
+    #[error("an RS-485 bus could not start: {0}")]
+    Bus(#[from] drivers::modbus::rtu::RtuConfigError),
     #[error("the site's rooms do not make a floor: {0}")]
     Engine(#[from] EngineError),
 }
@@ -67,6 +74,7 @@ pub struct BookingRequest {
     pub organizer: String,
     pub start: Timestamp,
     pub end: Timestamp,
+    pub attendees: Vec<String>,
 }
 
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
@@ -79,10 +87,6 @@ enum Request {
         booking: String,
         reply: Reply<()>,
     },
-    CheckIn {
-        room: String,
-        reply: Reply<String>,
-    },
     RunScene {
         room: String,
         scene: String,
@@ -94,8 +98,27 @@ enum Request {
         limit: usize,
         reply: Reply<Vec<ActivityDto>>,
     },
+    /// Extend the running meeting, end it now, or present a credential: answered with the
+    /// outcome's words.
+    Room {
+        room: String,
+        action: RoomAction,
+        reply: Reply<String>,
+    },
     /// Resolves once everything sent before it, and the clock as it is now, is processed.
     Settle(Reply<()>),
+}
+
+/// Things people do at a room (door panel, API).
+#[derive(Debug, Clone)]
+pub enum RoomAction {
+    CheckIn,
+    Extend {
+        until: Timestamp,
+    },
+    EndNow,
+    /// A card number or QR payload, resolved through the site's directory.
+    Credential(String),
 }
 
 /// The way into a running gateway, for the HTTP layer, the demo and tests.
@@ -141,8 +164,14 @@ impl GatewayHandle {
 
     /// Checks in the room's current or imminent meeting; returns what happened.
     pub async fn check_in(&self, room: &str) -> Result<String, ApiError> {
-        self.call(|reply| Request::CheckIn {
+        self.room_action(room, RoomAction::CheckIn).await
+    }
+
+    /// Does something at a room; returns what happened, in words.
+    pub async fn room_action(&self, room: &str, action: RoomAction) -> Result<String, ApiError> {
+        self.call(|reply| Request::Room {
             room: room.into(),
+            action,
             reply,
         })
         .await
@@ -178,38 +207,141 @@ impl GatewayHandle {
 #[derive(Debug)]
 pub struct Gateway {
     pub handle: GatewayHandle,
-    devices: Vec<DeviceHandle>,
+    field: Field,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// The running field side: a handle per device, and the buses and network that own shared
+/// links (an RS-485 line, the BACnet socket).
+#[derive(Debug, Default)]
+struct Field {
+    devices: HashMap<String, DeviceHandle>,
+    buses: Vec<RtuBus>,
+    bacnet: Option<BacnetNetwork>,
+}
+
+impl Field {
+    async fn start(
+        site: &Site,
+        updates: mpsc::Sender<PointUpdate>,
+        credentials: mpsc::Sender<CredentialRead>,
+    ) -> Result<Field, StartError> {
+        let mut field = Field::default();
+        let mut units: HashMap<&str, Vec<RtuUnitConfig>> = HashMap::new();
+        for d in &site.devices {
+            match &d.kind {
+                DeviceKind::ModbusTcp {
+                    addr,
+                    unit,
+                    poll,
+                    timeout,
+                } => {
+                    let mut cfg = TcpDeviceConfig::new(d.id.clone(), *addr, *unit);
+                    cfg.poll_interval = *poll;
+                    cfg.request_timeout = *timeout;
+                    let points = d
+                        .points
+                        .iter()
+                        .filter_map(|p| match &p.protocol {
+                            PointProtocol::Modbus(m) => Some(m.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    let handle = spawn_tcp_device(cfg, points, updates.clone());
+                    field.devices.insert(d.id.clone(), handle);
+                }
+                DeviceKind::ModbusRtu { bus, unit } => {
+                    units.entry(bus.as_str()).or_default().push(unit.clone());
+                }
+                DeviceKind::Bacnet(cfg) => {
+                    if field.bacnet.is_none() {
+                        let net = site.bacnet.clone().unwrap_or_else(|| {
+                            BacnetNetworkConfig::new(std::net::Ipv4Addr::UNSPECIFIED)
+                        });
+                        field.bacnet = Some(BacnetNetwork::start(net).await?);
+                    }
+                    let points = d
+                        .points
+                        .iter()
+                        .filter_map(|p| match &p.protocol {
+                            PointProtocol::Bacnet(b) => Some(b.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    if let Some(net) = &field.bacnet {
+                        let handle = net.spawn_device(cfg.clone(), points, updates.clone());
+                        field.devices.insert(d.id.clone(), handle);
+                    }
+                }
+                DeviceKind::Serial(cfg) => {
+                    let handle =
+                        spawn_serial_device(cfg.clone(), updates.clone(), credentials.clone());
+                    field.devices.insert(d.id.clone(), handle);
+                }
+            }
+        }
+        for bus in &site.buses {
+            let Some(units) = units.remove(bus.id.as_str()) else {
+                continue;
+            };
+            let running = spawn_rtu_bus(bus.config.clone(), units, updates.clone())?;
+            for handle in running.handles() {
+                field
+                    .devices
+                    .insert(handle.device().to_owned(), handle.clone());
+            }
+            field.buses.push(running);
+        }
+        Ok(field)
+    }
+
+    async fn stop(self) {
+        for d in self.devices.values() {
+            d.shutdown();
+        }
+        for b in &self.buses {
+            b.shutdown();
+        }
+        if let Some(net) = self.bacnet {
+            net.stop().await;
+        }
+    }
 }
 
 impl Gateway {
     /// Starts the devices and the main loop. The store must already be open.
-    pub fn start(site: Site, store: Store, clock: Clock) -> Result<Gateway, StartError> {
+    pub async fn start(site: Site, store: Store, clock: Clock) -> Result<Gateway, StartError> {
         let site = Arc::new(site);
         let (updates_tx, updates_rx) = mpsc::channel(1024);
         let (failures_tx, failures_rx) = mpsc::channel(256);
-        let mut devices = HashMap::new();
-        let mut writers = HashMap::new();
-        for d in &site.devices {
-            let mut cfg = TcpDeviceConfig::new(d.id.clone(), d.addr, d.unit);
-            cfg.poll_interval = d.poll;
-            cfg.request_timeout = d.timeout;
-            let points = d.points.iter().map(|p| p.modbus.clone()).collect();
-            let handle = spawn_tcp_device(cfg, points, updates_tx.clone());
-            writers.insert(
-                d.id.clone(),
-                spawn_writer(handle.clone(), failures_tx.clone()),
-            );
-            devices.insert(d.id.clone(), handle);
-        }
+        let (credentials_tx, credentials_rx) = mpsc::channel(256);
+        let field = Field::start(&site, updates_tx, credentials_tx).await?;
+        let writers = field
+            .devices
+            .iter()
+            .map(|(id, handle)| {
+                (
+                    id.clone(),
+                    spawn_writer(handle.clone(), failures_tx.clone()),
+                )
+            })
+            .collect();
+        let devices = field.devices.clone();
         let time = TimeFmt {
             tz: site.timezone.clone(),
         };
         let engine = Engine::new(site.rooms.iter().map(|r| r.config.clone()).collect())?;
-        let mut occupancy_points = HashMap::new();
+        // Points the engine listens to: presence and air quality, per room (a sensor may
+        // serve more than one room).
+        let mut inputs: HashMap<PointRef, Vec<(RoomId, Capability)>> = HashMap::new();
         for r in &site.rooms {
-            if let Some(p) = r.bindings.get(&Capability::Occupancy) {
-                occupancy_points.insert(p.clone(), r.config.id.clone());
+            for (cap, p) in &r.bindings {
+                if *cap == Capability::Occupancy || cap.air_metric().is_some() {
+                    inputs
+                        .entry(p.clone())
+                        .or_default()
+                        .push((r.config.id.clone(), *cap));
+                }
             }
         }
         let empty = Arc::new(FloorSnapshot {
@@ -231,15 +363,15 @@ impl Gateway {
             devices: devices.clone(),
             writers,
             values: HashMap::new(),
-            occupancy_points,
+            inputs,
             recent: HashMap::new(),
             unsaved: Vec::new(),
             snapshot: snap_tx,
             local_seq: 0,
+            outcome_texts: Vec::new(),
         };
         main.restore()?;
-        let task = tokio::spawn(main.run(rx, updates_rx, failures_rx));
-        let device_list: Vec<DeviceHandle> = devices.into_values().collect();
+        let task = tokio::spawn(main.run(rx, updates_rx, failures_rx, credentials_rx));
         Ok(Gateway {
             handle: GatewayHandle {
                 tx,
@@ -247,7 +379,7 @@ impl Gateway {
                 time,
                 clock,
             },
-            devices: device_list,
+            field,
             task,
         })
     }
@@ -255,11 +387,9 @@ impl Gateway {
     /// Stops the loop and every device task.
     pub async fn shutdown(self) {
         drop(self.handle);
-        for d in &self.devices {
-            d.shutdown();
-        }
         self.task.abort();
         let _ = self.task.await;
+        self.field.stop().await;
     }
 }
 
@@ -311,11 +441,13 @@ struct MainLoop {
     devices: HashMap<String, DeviceHandle>,
     writers: HashMap<String, mpsc::Sender<WriteJob>>,
     values: HashMap<PointRef, Option<Value>>,
-    occupancy_points: HashMap<PointRef, RoomId>,
+    inputs: HashMap<PointRef, Vec<(RoomId, Capability)>>,
     recent: HashMap<RoomId, VecDeque<ActivityDto>>,
     unsaved: Vec<(String, ActivityRecord)>,
     snapshot: watch::Sender<Arc<FloorSnapshot>>,
     local_seq: u64,
+    /// Outcome texts of the last drain, so a room action can answer with what it caused.
+    outcome_texts: Vec<(RoomId, String)>,
 }
 
 impl MainLoop {
@@ -329,24 +461,14 @@ impl MainLoop {
             tracing::info!("pruned {pruned} bookings older than a week");
         }
         for b in self.store.bookings()? {
-            if b.end_ms <= now.as_millis() {
+            if b.end_ms <= now.as_millis() || b.finished_ms.is_some() {
                 continue;
             }
-            let booking = to_booking(&b);
-            if let Err(e) = self
-                .engine
-                .handle_event(now, Event::BookingUpserted(booking))
-            {
+            // Loaded with its check-in before the room is evaluated, so a restarted meeting
+            // is neither released nor started twice.
+            let checked_in = b.checked_in_ms.map(Timestamp::from_millis);
+            if let Err(e) = self.engine.restore_booking(to_booking(&b), checked_in) {
                 tracing::warn!("stored booking {} not restored: {e}", b.id);
-                continue;
-            }
-            if b.checked_in_ms.is_some() {
-                let ev = Event::CheckIn {
-                    room: RoomId::from(b.room.as_str()),
-                    method: CheckInMethod::Remote,
-                    booking: Some(BookingId::from(b.id.as_str())),
-                };
-                let _ = self.engine.handle_event(now, ev);
             }
         }
         for r in &self.site.rooms {
@@ -354,8 +476,8 @@ impl MainLoop {
             let recent = rows.into_iter().map(|a| self.activity_dto(a)).collect();
             self.recent.insert(r.config.id.clone(), recent);
         }
-        // Outputs from replaying are the state the room was already in; the first tick
-        // re-derives and sends what is due now.
+        // The first tick evaluates every room and sends what is due now, re-asserting the
+        // devices of running meetings (they may have lost power with the gateway).
         Ok(())
     }
 
@@ -364,6 +486,7 @@ impl MainLoop {
         mut rx: mpsc::Receiver<Request>,
         mut updates: mpsc::Receiver<PointUpdate>,
         mut failures: mpsc::Receiver<WriteFailure>,
+        mut credentials: mpsc::Receiver<CredentialRead>,
     ) {
         let mut waiter = self.clock.waiter();
         loop {
@@ -375,6 +498,7 @@ impl MainLoop {
                     None => break,
                 },
                 Some(u) = updates.recv() => self.handle_update(u),
+                Some(c) = credentials.recv() => self.handle_credential(c),
                 Some(f) = failures.recv() => self.log(&f.room, "error", f.text, self.clock.now()),
                 _ = waiter.wait(deadline) => {}
             }
@@ -423,10 +547,14 @@ impl MainLoop {
                         .as_ref()
                         .map(|b| format!(" [{b}]"))
                         .unwrap_or_default();
-                    let text = format!("{:?}{booking}: {reason}", o.kind);
+                    let text = match &o.kind {
+                        OutcomeKind::Usage(u) => format!("usage{booking}: {}", self.usage_text(u)),
+                        kind => format!("{}{booking}: {reason}", outcome_words(kind)),
+                    };
+                    self.outcome_texts.push((o.room.clone(), text.clone()));
                     self.log(&o.room, "outcome", text, o.at);
-                    if let (scenes::OutcomeKind::CheckedIn(_), Some(b)) = (&o.kind, &o.booking) {
-                        self.persist_check_in(b, o.at);
+                    if let Some(b) = &o.booking {
+                        self.persist_outcome(b, &o.kind, o.at);
                     }
                 }
                 Output::State { at, room, state } => {
@@ -436,17 +564,50 @@ impl MainLoop {
         }
     }
 
-    fn persist_check_in(&mut self, booking: &BookingId, at: Timestamp) {
+    /// Keeps what a restart must know about a booking: its check-in, a changed end, and
+    /// whether it is over (so it is never started or released twice).
+    fn persist_outcome(&mut self, booking: &BookingId, kind: &OutcomeKind, at: Timestamp) {
+        let change: fn(&mut StoredBooking, &OutcomeKind, i64) = |b, kind, at| match kind {
+            OutcomeKind::CheckedIn(_) => b.checked_in_ms = b.checked_in_ms.or(Some(at)),
+            OutcomeKind::Extended { until } => b.end_ms = until.as_millis(),
+            OutcomeKind::Ended | OutcomeKind::Released(_) => {
+                b.finished_ms = Some(at);
+                b.end_ms = b.end_ms.min(at.max(b.start_ms + 1));
+            }
+            _ => {}
+        };
+        if !matches!(
+            kind,
+            OutcomeKind::CheckedIn(_)
+                | OutcomeKind::Extended { .. }
+                | OutcomeKind::Ended
+                | OutcomeKind::Released(_)
+        ) {
+            return;
+        }
         let result = self.store.booking(booking.as_str()).and_then(|b| match b {
-            Some(mut b) if b.checked_in_ms.is_none() => {
-                b.checked_in_ms = Some(at.as_millis());
+            Some(mut b) => {
+                change(&mut b, kind, at.as_millis());
                 self.store.put_booking(&b)
             }
-            _ => Ok(()),
+            None => Ok(()),
         });
         if let Err(e) = result {
-            tracing::error!("check-in of {booking} not stored: {e}");
+            tracing::error!("outcome of {booking} not stored: {e}");
         }
+    }
+
+    fn usage_text(&self, u: &UsageFacts) -> String {
+        let came = u.actual_start.map_or_else(
+            || "nobody came".to_owned(),
+            |t| format!("came {}", self.time.hh_mm(t)),
+        );
+        format!(
+            "{came}, left {}, occupied {}, devices on {}",
+            self.time.hh_mm(u.actual_end),
+            u.occupied,
+            u.devices_on
+        )
     }
 
     fn log(&mut self, room: &RoomId, kind: &str, text: String, at: Timestamp) {
@@ -494,22 +655,59 @@ impl MainLoop {
             device: u.device,
             point: u.point,
         };
-        if let Some(room) = self.occupancy_points.get(&r).cloned() {
-            let occupancy = match u.value {
-                Some(v) if v.as_bool() => Occupancy::Occupied,
-                Some(_) => Occupancy::Vacant,
-                None => Occupancy::Unknown,
-            };
+        if let Some(listeners) = self.inputs.get(&r).cloned() {
             let now = self.clock.now();
             self.engine.handle_timeout(now);
-            if let Err(e) = self
-                .engine
-                .handle_event(now, Event::Occupancy { room, occupancy })
-            {
-                tracing::warn!("occupancy update refused: {e}");
+            for (room, cap) in listeners {
+                let ev = match cap.air_metric() {
+                    Some(metric) => Event::AirQuality {
+                        room,
+                        metric,
+                        value: u.value.map(|v| v.as_f64() as f32),
+                    },
+                    None => Event::Occupancy {
+                        room,
+                        occupancy: match u.value {
+                            Some(v) if v.as_bool() => Occupancy::Occupied,
+                            Some(_) => Occupancy::Vacant,
+                            None => Occupancy::Unknown,
+                        },
+                    },
+                };
+                if let Err(e) = self.engine.handle_event(now, ev) {
+                    tracing::warn!("input from {r} refused: {e}");
+                }
             }
         }
         self.values.insert(r, u.value);
+    }
+
+    /// A card, QR code or PIN at a reader: to every room whose door the reader serves.
+    fn handle_credential(&mut self, c: CredentialRead) {
+        let at = PointRef {
+            device: c.device,
+            point: c.reader,
+        };
+        let rooms: Vec<RoomId> = self
+            .site
+            .rooms
+            .iter()
+            .filter(|r| r.bindings.get(&Capability::Reader) == Some(&at))
+            .map(|r| r.config.id.clone())
+            .collect();
+        if rooms.is_empty() {
+            tracing::info!("credential at {at}, a reader bound to no room");
+        }
+        let now = self.clock.now();
+        for room in rooms {
+            if let Err(e) = self.room_action(
+                now,
+                room.as_str(),
+                RoomAction::Credential(c.credential.clone()),
+            ) {
+                tracing::warn!("credential at {at} for {room}: {e}");
+            }
+        }
     }
 
     fn handle_request(&mut self, req: Request) {
@@ -527,22 +725,12 @@ impl MainLoop {
             } => {
                 let _ = reply.send(self.cancel_booking(&room, &booking, now));
             }
-            Request::CheckIn { room, reply } => {
-                let room_id = RoomId::from(room.as_str());
-                let ev = Event::CheckIn {
-                    room: room_id.clone(),
-                    method: CheckInMethod::Panel,
-                    booking: None,
-                };
-                let answer = self.room_event(now, ev).map(|()| {
-                    // The outcome the engine just emitted says whether it worked.
-                    self.drain(now);
-                    self.recent
-                        .get(&room_id)
-                        .and_then(|r| r.iter().find(|a| a.kind == "outcome"))
-                        .map_or_else(String::new, |a| a.text.clone())
-                });
-                let _ = reply.send(answer);
+            Request::Room {
+                room,
+                action,
+                reply,
+            } => {
+                let _ = reply.send(self.room_action(now, &room, action));
             }
             Request::RunScene {
                 room,
@@ -576,6 +764,58 @@ impl MainLoop {
             }
         }
         self.tick();
+    }
+
+    /// Carries out a room action and answers with the outcome it produced, in words.
+    fn room_action(
+        &mut self,
+        now: Timestamp,
+        room: &str,
+        action: RoomAction,
+    ) -> Result<String, ApiError> {
+        let room_id = RoomId::from(room);
+        let by = "door panel".to_owned();
+        let ev = match action {
+            RoomAction::CheckIn => Event::CheckIn {
+                room: room_id.clone(),
+                method: CheckInMethod::Panel,
+                booking: None,
+            },
+            RoomAction::Extend { until } => Event::Extend {
+                room: room_id.clone(),
+                until,
+                by,
+            },
+            RoomAction::EndNow => Event::EndNow {
+                room: room_id.clone(),
+                by,
+            },
+            RoomAction::Credential(credential) => {
+                let presenter = match self.site.people.lookup(&credential) {
+                    Some(p) => Presenter {
+                        person: Some(p.id.clone()),
+                        groups: p.groups.clone(),
+                    },
+                    None => Presenter::default(),
+                };
+                Event::Credential {
+                    room: room_id.clone(),
+                    presenter,
+                }
+            }
+        };
+        self.drain(now);
+        self.outcome_texts.clear();
+        self.room_event(now, ev)?;
+        self.drain(now);
+        // The outcomes the event produced say what happened.
+        let words: Vec<String> = self
+            .outcome_texts
+            .drain(..)
+            .filter(|(r, _)| *r == room_id)
+            .map(|(_, t)| t)
+            .collect();
+        Ok(words.join("; "))
     }
 
     fn room_event(&mut self, now: Timestamp, ev: Event) -> Result<(), ApiError> {
@@ -659,6 +899,8 @@ impl MainLoop {
             organizer: req.organizer,
             source: BookingSource::Local,
             checked_in_ms: None,
+            attendees: req.attendees,
+            finished_ms: None,
         };
         // Durable first, then the engine, then the answer.
         self.store.put_booking(&stored)?;
@@ -776,7 +1018,7 @@ impl MainLoop {
                 Some(DeviceDto {
                     id: d.id.clone(),
                     name: d.name.clone(),
-                    address: format!("{} unit {}", d.addr, d.unit),
+                    address: d.address(),
                     state: match h.state {
                         LinkState::Online => "online",
                         LinkState::Offline => "offline",
@@ -811,6 +1053,32 @@ fn to_booking(b: &StoredBooking) -> Booking {
         end: Timestamp::from_millis(b.end_ms),
         subject: b.subject.clone(),
         organizer: b.organizer.clone(),
+        attendees: b.attendees.clone(),
+    }
+}
+
+/// An outcome in words, for the activity log.
+fn outcome_words(kind: &OutcomeKind) -> String {
+    match kind {
+        OutcomeKind::MeetingStarted => "meeting started".into(),
+        OutcomeKind::CheckedIn(_) => "check-in".into(),
+        OutcomeKind::CheckInRefused => "check-in refused".into(),
+        OutcomeKind::Released(ReleaseCause::NoShow) => "released as a no-show".into(),
+        OutcomeKind::Released(ReleaseCause::Vacancy) => "released for vacancy".into(),
+        OutcomeKind::Ended => "ended".into(),
+        OutcomeKind::Cancelled => "cancelled".into(),
+        OutcomeKind::WalkInStarted => "walk-in started".into(),
+        OutcomeKind::WalkInEnded => "walk-in ended".into(),
+        OutcomeKind::Extended { .. } => "extended".into(),
+        OutcomeKind::ExtendRefused => "not extended".into(),
+        OutcomeKind::AccessGranted => "door opened".into(),
+        OutcomeKind::AccessDenied => "access denied".into(),
+        OutcomeKind::NoShowStrike { organizer } => format!("no-show strike for {organizer}"),
+        OutcomeKind::SensorUnavailable => "presence sensor unavailable".into(),
+        OutcomeKind::SensorRestored => "presence sensor back".into(),
+        OutcomeKind::OverrideStarted { .. } => "manual control".into(),
+        OutcomeKind::OverrideEnded => "automation resumed".into(),
+        OutcomeKind::Usage(_) => "usage".into(),
     }
 }
 

@@ -79,6 +79,11 @@ pub struct StoredBooking {
     pub source: BookingSource,
     #[serde(default)]
     pub checked_in_ms: Option<i64>,
+    #[serde(default)]
+    pub attendees: Vec<String>,
+    /// When the booking ended or was released; a restart does not run it again.
+    #[serde(default)]
+    pub finished_ms: Option<i64>,
 }
 
 /// One line of a room's activity log.
@@ -283,6 +288,8 @@ mod tests {
             organizer: "o".into(),
             source: BookingSource::Local,
             checked_in_ms: None,
+            attendees: Vec::new(),
+            finished_ms: None,
         }
     }
 

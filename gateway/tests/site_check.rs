@@ -59,12 +59,12 @@ fn every_error_in_a_broken_site_is_reported_with_where_and_why() {
         20:10: devices[lights].points[temp]: point `temp`: a bit number is only allowed for a bool in a holding or input register, not for a u16 in the input register table
         25:10: scenes[presentation].steps[0]: curtain position 120 is out of range 0..=100 (% open)
         25:30: scenes[presentation].steps[1]: 'dim': write "on", "off" or a level 0..=100
-        25:50: scenes[presentation].steps[2]: a step sets exactly one of lights, sockets, curtains, hvac or wait
+        25:50: scenes[presentation].steps[2]: a step sets exactly one of lights, sockets, curtains, hvac, projector, screen, ventilation, purifier, fan or wait
         31:17: rooms[r1].meeting_scene: unknown scene 'party' (defined: leave, meeting, presentation)
         32:22: rooms[r1].bindings.light: unknown point 'lights/nope': device 'lights' has r1, pir
         32:46: rooms[r1].bindings.socket: unknown point 'sockets/s1': there is no device 'sockets'
         32:75: rooms[r1].bindings.status_light: point 'lights/pir' is read-only, but status_light is written by the gateway
-        32:123: rooms[r1].bindings.aircon: unknown capability 'aircon' (known: light, light_level, hvac_power, hvac_mode, hvac_setpoint, curtain, socket, status_light, occupancy, temperature, co2)
+        32:123: rooms[r1].bindings.aircon: unknown capability 'aircon' (known: light, light_level, hvac_power, hvac_mode, hvac_setpoint, curtain, socket, status_light, occupancy, temperature, co2, projector, screen, ventilation, purifier, hvac_fan, door_lock, humidity, pm25, voc, reader)
         35:6: rooms[r1]: room id 'r1' is used twice
         38:28: rooms[r1].policy.no_show_after: '10' has a number without a unit (ms, s, m or h)
         38:89: rooms[r1].policy.dim_level: dim_level must be between 1 and 99 percent (got 0)"#]]
@@ -135,5 +135,78 @@ async fn the_demo_site_passes_the_check() {
         "{stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("7 rooms, 16 devices"), "{stdout}");
+    assert!(stdout.contains("7 rooms, 18 devices"), "{stdout}");
+}
+
+const TEMPLATED: &str = r#"
+[site]
+name = "Templates"
+timezone = "Europe/Berlin"
+
+[[devices]]
+id = "io"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+points = [
+  { id = "light", table = "coil", address = 0, type = "bool" },
+  { id = "vent", table = "holding_register", address = 0, type = "u16" },
+  { id = "co2", table = "input_register", address = 0, type = "u16" },
+]
+
+[[templates]]
+id = "small"
+policy = { no_show_after = "5m", off_after = "10m", dim_after = "3m" }
+access = { staff_groups = ["cleaning"] }
+air = [{ metric = "co2", on_above = 1000, off_below = 800, on = [{ ventilation = 100 }], off = [{ ventilation = "off" }] }]
+
+[[rooms]]
+id = "a"
+name = "A"
+kind = "bookable"
+template = "small"
+policy = { off_after = "12m" }
+bindings = { light = "io/light", ventilation = "io/vent", co2 = "io/co2" }
+
+[[people]]
+id = "ana@example.com"
+credentials = ["04A1"]
+"#;
+
+#[test]
+fn a_room_takes_its_template_and_overrides_what_it_sets() {
+    let site = gateway::site::load(TEMPLATED).expect("valid");
+    let a = &site.rooms[0].config;
+    assert_eq!(
+        a.policy.no_show_after,
+        scenes::Span::minutes(5),
+        "from the template"
+    );
+    assert_eq!(
+        a.policy.off_after,
+        scenes::Span::minutes(12),
+        "the room's own"
+    );
+    assert_eq!(a.policy.dim_after, scenes::Span::minutes(3));
+    assert_eq!(a.access.staff_groups, vec!["cleaning".to_owned()]);
+    assert_eq!(a.air.len(), 1);
+    assert!(a.equipment.lights && a.equipment.ventilation && !a.equipment.hvac);
+    assert_eq!(
+        site.people.lookup(" 04a1 ").map(|p| p.id.as_str()),
+        Some("ana@example.com")
+    );
+    assert!(site.people.lookup("04A2").is_none());
+}
+
+#[test]
+fn template_people_and_air_mistakes_are_reported_where_they_are() {
+    let broken = TEMPLATED
+        .replace("template = \"small\"", "template = \"small\"\n\n[[rooms]]\nid = \"b\"\nname = \"B\"\nkind = \"bookable\"\ntemplate = \"tiny\"")
+        .replace("off_below = 800", "off_below = 1200")
+        .replace("[[people]]\nid = \"ana@example.com\"\ncredentials = [\"04A1\"]", "[[people]]\nid = \"ana@example.com\"\ncredentials = [\"04A1\"]\n\n[[people]]\nid = \"bo@example.com\"\ncredentials = [\" 04a1\"]");
+    let errors = gateway::site::load(&broken).expect_err("broken");
+    expect![[r#"
+        20:8: templates[small].air[0]: an air rule for CO2 must switch off below the level it switches on above (1200 is not below 1000)
+        32:12: rooms[b].template: unknown template 'tiny' (defined: small)
+        42:16: people[bo@example.com].credentials: credential ' 04a1' already belongs to ana@example.com"#]]
+    .assert_eq(&errors.to_string());
 }

@@ -8,7 +8,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 use crate::model::{
-    Action, Booking, BookingId, Occupancy, RoomConfig, RoomId, RoomKind, RoomState,
+    Action, AirMetric, Booking, BookingId, Occupancy, Presenter, RoomConfig, RoomId, RoomKind,
+    RoomState,
 };
 use crate::room::{Room, RoomView};
 use crate::time::{Span, Timestamp};
@@ -35,6 +36,22 @@ pub enum Event {
         room: RoomId,
         scene: String,
         by: String,
+    },
+    /// Extend the running meeting to `until` (never into the next booking).
+    Extend {
+        room: RoomId,
+        until: Timestamp,
+        by: String,
+    },
+    /// End the running meeting now.
+    EndNow { room: RoomId, by: String },
+    /// A card or QR code at the room's reader, resolved by the gateway's directory.
+    Credential { room: RoomId, presenter: Presenter },
+    /// An air-quality reading (`None`: the sensor is unavailable).
+    AirQuality {
+        room: RoomId,
+        metric: AirMetric,
+        value: Option<f32>,
     },
 }
 
@@ -73,24 +90,113 @@ pub enum ReleaseCause {
 /// time zone; `Display` renders them in UTC.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
-    HvacPrepare { start: Timestamp, lead: Span },
-    MeetingPrepare { start: Timestamp, lead: Span },
-    MeetingStart { start: Timestamp },
-    CheckedIn { method: CheckInMethod },
+    HvacPrepare {
+        start: Timestamp,
+        lead: Span,
+    },
+    MeetingPrepare {
+        start: Timestamp,
+        lead: Span,
+    },
+    MeetingStart {
+        start: Timestamp,
+    },
+    CheckedIn {
+        method: CheckInMethod,
+    },
     NoMeetingToCheckIn,
-    NoShow { deadline: Timestamp, grace: Span },
-    VacancyStepDown { since: Timestamp, after: Span },
-    VacancyRelease { since: Timestamp, after: Span },
-    VacancyOff { since: Timestamp, after: Span },
+    NoShow {
+        deadline: Timestamp,
+        grace: Span,
+    },
+    VacancyStepDown {
+        since: Timestamp,
+        after: Span,
+    },
+    VacancyRelease {
+        since: Timestamp,
+        after: Span,
+    },
+    VacancyOff {
+        since: Timestamp,
+        after: Span,
+    },
     PresenceBack,
-    MeetingEnd { end: Timestamp },
-    BackToBack { next_start: Timestamp },
-    StillOccupiedAtEnd { end: Timestamp },
+    MeetingEnd {
+        end: Timestamp,
+    },
+    BackToBack {
+        next_start: Timestamp,
+    },
+    StillOccupiedAtEnd {
+        end: Timestamp,
+    },
     Cancelled,
     WalkIn,
-    BookingTakesOver { start: Timestamp },
-    Manual { scene: String, by: String },
-    State { state: RoomState },
+    BookingTakesOver {
+        start: Timestamp,
+    },
+    Manual {
+        scene: String,
+        by: String,
+    },
+    State {
+        state: RoomState,
+    },
+    Extended {
+        until: Timestamp,
+        by: String,
+    },
+    ExtendedToNext {
+        until: Timestamp,
+        by: String,
+    },
+    NextBookingAt {
+        next_start: Timestamp,
+    },
+    NotAfterEnd {
+        end: Timestamp,
+    },
+    NoRunningMeeting,
+    EndedEarly {
+        by: String,
+    },
+    AccessAttendee {
+        who: String,
+    },
+    AccessStaff {
+        who: String,
+        group: String,
+    },
+    AccessWalkIn {
+        who: String,
+    },
+    AccessNotInvited {
+        who: String,
+    },
+    AccessNoMeeting {
+        who: String,
+    },
+    Relock {
+        after: Span,
+    },
+    AirHigh {
+        metric: AirMetric,
+        value: f32,
+        limit: f32,
+    },
+    AirBack {
+        metric: AirMetric,
+        value: f32,
+        limit: f32,
+    },
+    SensorUnavailable,
+    SensorRestored,
+    OverrideHold {
+        until: Timestamp,
+    },
+    OverrideExpired,
+    Usage,
 }
 
 impl Reason {
@@ -140,6 +246,47 @@ impl Reason {
             }
             Reason::Manual { scene, by } => format!("scene '{scene}' run by {by}"),
             Reason::State { state } => format!("room is {state}"),
+            Reason::Extended { until, by } => format!("extended to {} by {by}", clock(*until)),
+            Reason::ExtendedToNext { until, by } => format!(
+                "extended by {by} to {}, where the next meeting starts",
+                clock(*until)
+            ),
+            Reason::NextBookingAt { next_start } => format!(
+                "cannot extend: the next meeting starts at {}",
+                clock(*next_start)
+            ),
+            Reason::NotAfterEnd { end } => {
+                format!("cannot extend: the meeting already ends at {}", clock(*end))
+            }
+            Reason::NoRunningMeeting => "no meeting is running".to_owned(),
+            Reason::EndedEarly { by } => format!("ended early by {by}"),
+            Reason::AccessAttendee { who } => format!("{who} is invited to this meeting"),
+            Reason::AccessStaff { who, group } => format!("{who} is staff ({group})"),
+            Reason::AccessWalkIn { who } => format!("{who} may use this instant-use room"),
+            Reason::AccessNotInvited { who } => format!("{who} is not invited to this meeting"),
+            Reason::AccessNoMeeting { who } => {
+                format!("no meeting now or soon that {who} could attend")
+            }
+            Reason::Relock { after } => format!("relocked after {after}"),
+            Reason::AirHigh {
+                metric,
+                value,
+                limit,
+            } => format!("{metric} {value} above {limit}"),
+            Reason::AirBack {
+                metric,
+                value,
+                limit,
+            } => format!("{metric} {value} back below {limit}"),
+            Reason::SensorUnavailable => {
+                "presence sensor unavailable: vacancy release suspended until it is back".to_owned()
+            }
+            Reason::SensorRestored => "presence sensor back".to_owned(),
+            Reason::OverrideHold { until } => {
+                format!("manual control: automation holds until {}", clock(*until))
+            }
+            Reason::OverrideExpired => "manual hold over: automation resumes".to_owned(),
+            Reason::Usage => "usage of the booking".to_owned(),
         }
     }
 }
@@ -170,6 +317,41 @@ pub enum OutcomeKind {
     Cancelled,
     WalkInStarted,
     WalkInEnded,
+    /// The booking now ends at this time (the gateway stores it and tells the hub).
+    Extended {
+        until: Timestamp,
+    },
+    ExtendRefused,
+    AccessGranted,
+    AccessDenied,
+    /// A no-show by this organizer, for the hub's blacklist policy.
+    NoShowStrike {
+        organizer: String,
+    },
+    SensorUnavailable,
+    SensorRestored,
+    OverrideStarted {
+        until: Timestamp,
+    },
+    OverrideEnded,
+    /// The facts of a finished booking, for the hub's statistics.
+    Usage(UsageFacts),
+}
+
+/// What a booking actually used, reported when it finishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageFacts {
+    pub organizer: String,
+    pub scheduled_start: Timestamp,
+    pub scheduled_end: Timestamp,
+    /// Check-in, or the first presence where no check-in is needed; `None` if nobody came.
+    pub actual_start: Option<Timestamp>,
+    pub actual_end: Timestamp,
+    pub release: Option<ReleaseCause>,
+    /// Time with presence in the room while the booking ran.
+    pub occupied: Span,
+    /// Time the booking kept devices on (from preparation to its end).
+    pub devices_on: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,10 +435,32 @@ impl Engine {
             Event::BookingCancelled { room, .. }
             | Event::Occupancy { room, .. }
             | Event::CheckIn { room, .. }
-            | Event::RunScene { room, .. } => self.index(room)?,
+            | Event::RunScene { room, .. }
+            | Event::Extend { room, .. }
+            | Event::EndNow { room, .. }
+            | Event::Credential { room, .. }
+            | Event::AirQuality { room, .. } => self.index(room)?,
         };
         self.rooms[idx].apply(now, event, &mut self.out)?;
         self.reschedule(idx, now);
+        Ok(())
+    }
+
+    /// Loads a booking as it was before a restart, with its check-in, without evaluating the
+    /// room: the room is evaluated at the next `handle_timeout`, with everything restored.
+    pub fn restore_booking(
+        &mut self,
+        booking: Booking,
+        checked_in: Option<Timestamp>,
+    ) -> Result<(), EngineError> {
+        let idx = self.index(&booking.room)?;
+        self.rooms[idx].restore(booking, checked_in)?;
+        if let Some(old) = self.wake[idx].take() {
+            self.timers.remove(&(old, idx));
+        }
+        let first = Timestamp::from_millis(i64::MIN);
+        self.timers.insert((first, idx));
+        self.wake[idx] = Some(first);
         Ok(())
     }
 
@@ -273,7 +477,8 @@ impl Engine {
         }
     }
 
-    /// When the engine next needs `handle_timeout`, if ever.
+    /// When the engine next needs `handle_timeout`, if ever. A new engine answers the
+    /// earliest possible instant: it wants its first `handle_timeout` right away.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         self.timers.first().map(|(t, _)| *t)
     }
@@ -291,6 +496,18 @@ impl Engine {
     /// Every room's view, in configuration order.
     pub fn rooms(&self) -> impl Iterator<Item = RoomView<'_>> {
         self.rooms.iter().map(Room::view)
+    }
+
+    /// Approximate memory the engine holds per room, in bytes (rooms' state, bookings and
+    /// timers; scenes shared between rooms are not counted per room).
+    pub fn bytes_per_room(&self) -> usize {
+        if self.rooms.is_empty() {
+            return 0;
+        }
+        let rooms: usize = self.rooms.iter().map(Room::footprint).sum();
+        let index = self.by_id.capacity() * (std::mem::size_of::<(RoomId, usize)>() + 8);
+        let timers = self.timers.len() * (std::mem::size_of::<(Timestamp, usize)>() + 16);
+        (rooms + index + timers + self.wake.capacity() * 16) / self.rooms.len()
     }
 
     /// Whether a room accepts bookings at all.

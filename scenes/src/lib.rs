@@ -10,11 +10,12 @@ mod time;
 
 pub use engine::{
     CheckInMethod, Command, Engine, EngineError, Event, Outcome, OutcomeKind, Output, Reason,
-    ReleaseCause,
+    ReleaseCause, UsageFacts,
 };
 pub use model::{
-    Action, Booking, BookingId, HvacMode, MAX_LIGHTS_IN_EMPTY_ROOM, Occupancy, Policy, PolicyError,
-    RoomConfig, RoomId, RoomKind, RoomState, Scene, StatusLight, Step,
+    AccessPolicy, Action, AirMetric, AirRule, Booking, BookingId, Equipment, HvacMode,
+    MAX_LIGHTS_IN_EMPTY_ROOM, Occupancy, Policy, PolicyError, Presenter, RoomConfig, RoomId,
+    RoomKind, RoomState, Scene, StatusLight, Step,
 };
 pub use room::{BookingView, RoomView};
 pub use time::{Span, Timestamp};

@@ -60,7 +60,60 @@ pub struct Booking {
     pub start: Timestamp,
     pub end: Timestamp,
     pub subject: String,
+    /// The organizer's identity (an e-mail address, as the directory knows people).
     pub organizer: String,
+    /// Invited people, by the same identity; they may open the door and check in.
+    pub attendees: Vec<String>,
+}
+
+/// Someone who presented a credential at a room's reader, as the gateway's directory resolved
+/// it: who they are (if known) and which groups they belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Presenter {
+    pub person: Option<String>,
+    pub groups: Vec<String>,
+}
+
+/// An air-quality measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AirMetric {
+    Co2Ppm,
+    Pm25,
+    Voc,
+    TemperatureC,
+    HumidityPct,
+}
+
+impl fmt::Display for AirMetric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AirMetric::Co2Ppm => "CO2",
+            AirMetric::Pm25 => "PM2.5",
+            AirMetric::Voc => "VOC",
+            AirMetric::TemperatureC => "temperature",
+            AirMetric::HumidityPct => "humidity",
+        })
+    }
+}
+
+/// A threshold rule with hysteresis: above `on_above` run `on`, back below `off_below` run
+/// `off`. Active only while the room is in use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AirRule {
+    pub metric: AirMetric,
+    pub on_above: f32,
+    pub off_below: f32,
+    pub on: Vec<Action>,
+    pub off: Vec<Action>,
+}
+
+/// Who may open a room's door besides the meeting's organizer and attendees.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccessPolicy {
+    /// Directory groups that may always enter (cleaning, facilities, security).
+    pub staff_groups: Vec<String>,
+    /// How long the lock stays open after a granted credential.
+    pub unlock_for: Span,
 }
 
 /// The colour of the status light above the door.
@@ -145,6 +198,30 @@ pub enum Action {
         on: bool,
     },
     StatusLight(StatusLight),
+    /// Projector power relay.
+    Projector {
+        on: bool,
+    },
+    /// Motorised projection screen.
+    Screen {
+        down: bool,
+    },
+    /// Ventilation (fresh air) level in percent, 0 = off.
+    Ventilation {
+        level: u8,
+    },
+    /// Air purifier power.
+    Purifier {
+        on: bool,
+    },
+    /// HVAC fan level in percent.
+    HvacFan {
+        level: u8,
+    },
+    /// The door lock; an unlock is followed by a lock after the access policy's time.
+    DoorLock {
+        unlocked: bool,
+    },
 }
 
 impl fmt::Display for Action {
@@ -174,6 +251,79 @@ impl fmt::Display for Action {
             Action::Curtains { position } => write!(f, "curtains {position}%"),
             Action::Sockets { on } => write!(f, "sockets {}", if *on { "on" } else { "off" }),
             Action::StatusLight(c) => write!(f, "status light {c:?}"),
+            Action::Projector { on } => write!(f, "projector {}", if *on { "on" } else { "off" }),
+            Action::Screen { down } => write!(f, "screen {}", if *down { "down" } else { "up" }),
+            Action::Ventilation { level: 0 } => f.write_str("ventilation off"),
+            Action::Ventilation { level } => write!(f, "ventilation {level}%"),
+            Action::Purifier { on } => write!(f, "purifier {}", if *on { "on" } else { "off" }),
+            Action::HvacFan { level } => write!(f, "hvac fan {level}%"),
+            Action::DoorLock { unlocked: true } => f.write_str("door unlocked"),
+            Action::DoorLock { unlocked: false } => f.write_str("door locked"),
+        }
+    }
+}
+
+/// The kinds of equipment a room has, so the engine commands only what exists (a leave scene
+/// says "projector off" only where there is a projector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Equipment {
+    pub lights: bool,
+    pub hvac: bool,
+    pub curtains: bool,
+    pub sockets: bool,
+    pub status_light: bool,
+    pub projector: bool,
+    pub screen: bool,
+    pub ventilation: bool,
+    pub purifier: bool,
+    pub hvac_fan: bool,
+    pub door_lock: bool,
+}
+
+impl Equipment {
+    /// Every kind of equipment (the engine's default when a room does not say).
+    pub const ALL: Equipment = Equipment {
+        lights: true,
+        hvac: true,
+        curtains: true,
+        sockets: true,
+        status_light: true,
+        projector: true,
+        screen: true,
+        ventilation: true,
+        purifier: true,
+        hvac_fan: true,
+        door_lock: true,
+    };
+    /// No equipment at all.
+    pub const NONE: Equipment = Equipment {
+        lights: false,
+        hvac: false,
+        curtains: false,
+        sockets: false,
+        status_light: false,
+        projector: false,
+        screen: false,
+        ventilation: false,
+        purifier: false,
+        hvac_fan: false,
+        door_lock: false,
+    };
+
+    /// Whether the room has the equipment this action drives.
+    pub fn has(&self, action: &Action) -> bool {
+        match action {
+            Action::Lights { .. } => self.lights,
+            Action::Hvac { .. } => self.hvac,
+            Action::Curtains { .. } => self.curtains,
+            Action::Sockets { .. } => self.sockets,
+            Action::StatusLight(_) => self.status_light,
+            Action::Projector { .. } => self.projector,
+            Action::Screen { .. } => self.screen,
+            Action::Ventilation { .. } => self.ventilation,
+            Action::Purifier { .. } => self.purifier,
+            Action::HvacFan { .. } => self.hvac_fan,
+            Action::DoorLock { .. } => self.door_lock,
         }
     }
 }
@@ -216,11 +366,16 @@ impl Scene {
         )
     }
 
-    /// The built-in leave scene (PRODUCT.md: curtains up, lights off, sockets off, HVAC off).
+    /// The built-in leave scene (PRODUCT.md: curtains up, lights off, sockets off, HVAC off;
+    /// also projector, screen and ventilation back to rest where a room has them).
     pub fn default_leave() -> Self {
         Scene::new(
             "leave",
             vec![
+                Step::Do(Action::Projector { on: false }),
+                Step::Do(Action::Screen { down: false }),
+                Step::Do(Action::Ventilation { level: 0 }),
+                Step::Do(Action::Purifier { on: false }),
                 Step::Do(Action::Curtains { position: 100 }),
                 Step::Do(Action::Lights {
                     on: false,
@@ -246,7 +401,7 @@ impl Scene {
 }
 
 /// Per-room automation policy; defaults are PRODUCT.md's.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Policy {
     /// A booking within this window makes the room "starting soon".
     pub starting_soon: Span,
@@ -277,6 +432,13 @@ pub struct Policy {
     pub hvac_mode: HvacMode,
     /// What the status light shows while the room is closed.
     pub closed_light: StatusLight,
+    /// A manual scene holds automation off for this long; then automation resumes.
+    pub override_hold: Span,
+    /// Presence must last this long before an instant-use room counts as occupied (a person
+    /// walking past the door is not a walk-in).
+    pub walk_in_confirm: Span,
+    /// Whether a card or QR of the organizer or an attendee checks the meeting in.
+    pub checkin_by_card: bool,
 }
 
 /// Energy codes: lights off within 20 minutes of vacancy.
@@ -300,6 +462,9 @@ impl Default for Policy {
             hvac_setpoint_c: 21.5,
             hvac_mode: HvacMode::Auto,
             closed_light: StatusLight::Red,
+            override_hold: Span::minutes(60),
+            walk_in_confirm: Span::seconds(30),
+            checkin_by_card: true,
         }
     }
 }
@@ -321,6 +486,14 @@ pub enum PolicyError {
     DimLevel(u8),
     #[error("hvac_setpoint_c must be between 5 and 35 degrees C (got {0})")]
     Setpoint(String),
+    #[error(
+        "an air rule for {metric} must switch off below the level it switches on above ({off_below} is not below {on_above})"
+    )]
+    AirHysteresis {
+        metric: AirMetric,
+        on_above: String,
+        off_below: String,
+    },
 }
 
 impl Policy {
@@ -367,6 +540,11 @@ impl Policy {
         if !(5.0..=35.0).contains(&self.hvac_setpoint_c) {
             errors.push(PolicyError::Setpoint(self.hvac_setpoint_c.to_string()));
         }
+        if self.override_hold <= Span::ZERO {
+            errors.push(PolicyError::Zero {
+                field: "override_hold",
+            });
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -375,7 +553,24 @@ impl Policy {
     }
 }
 
-/// Everything the engine needs to know about one room.
+impl AirRule {
+    /// Hysteresis needs a gap: off below a level strictly under the on level.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.off_below.is_finite() && self.on_above.is_finite() && self.off_below < self.on_above
+        {
+            Ok(())
+        } else {
+            Err(PolicyError::AirHysteresis {
+                metric: self.metric,
+                on_above: self.on_above.to_string(),
+                off_below: self.off_below.to_string(),
+            })
+        }
+    }
+}
+
+/// Everything the engine needs to know about one room. Scenes are shared (`Arc`) between
+/// rooms built from the same template.
 #[derive(Debug, Clone)]
 pub struct RoomConfig {
     pub id: RoomId,
@@ -383,13 +578,19 @@ pub struct RoomConfig {
     pub kind: RoomKind,
     pub policy: Policy,
     /// Run when a meeting is prepared (lights lead) or starts.
-    pub meeting_scene: Scene,
+    pub meeting_scene: Arc<Scene>,
     /// Run when the room is left: meeting end, release, staged shutdown.
-    pub leave_scene: Scene,
+    pub leave_scene: Arc<Scene>,
     /// Run when an instant-use room becomes occupied.
-    pub walk_in_scene: Scene,
+    pub walk_in_scene: Arc<Scene>,
     /// Other scenes that may be run by name (manual, from the panel or the web).
-    pub extra_scenes: Vec<Scene>,
+    pub extra_scenes: Vec<Arc<Scene>>,
+    /// Who may open the door.
+    pub access: AccessPolicy,
+    /// Air-quality rules, active while the room is in use.
+    pub air: Vec<AirRule>,
+    /// What the room has; commands for anything else are not emitted.
+    pub equipment: Equipment,
 }
 
 impl RoomConfig {
@@ -399,15 +600,21 @@ impl RoomConfig {
             name: name.to_owned(),
             kind,
             policy: Policy::default(),
-            meeting_scene: Scene::default_meeting(),
-            leave_scene: Scene::default_leave(),
-            walk_in_scene: Scene::default_meeting(),
+            meeting_scene: Arc::new(Scene::default_meeting()),
+            leave_scene: Arc::new(Scene::default_leave()),
+            walk_in_scene: Arc::new(Scene::default_meeting()),
             extra_scenes: Vec::new(),
+            access: AccessPolicy {
+                staff_groups: Vec::new(),
+                unlock_for: Span::seconds(5),
+            },
+            air: Vec::new(),
+            equipment: Equipment::ALL,
         }
     }
 
     /// Finds a scene by name among every scene the room knows.
-    pub fn scene(&self, name: &str) -> Option<&Scene> {
+    pub fn scene(&self, name: &str) -> Option<&Arc<Scene>> {
         [&self.meeting_scene, &self.leave_scene, &self.walk_in_scene]
             .into_iter()
             .chain(self.extra_scenes.iter())

@@ -25,7 +25,7 @@ impl Timestamp {
     }
     /// `self - other` as a span (may be negative).
     pub fn since(self, other: Timestamp) -> Span {
-        Span(self.0 - other.0)
+        Span(self.0.saturating_sub(other.0))
     }
 }
 
@@ -81,6 +81,13 @@ impl Sub<Span> for Timestamp {
     type Output = Timestamp;
     fn sub(self, rhs: Span) -> Timestamp {
         Timestamp(self.0.saturating_sub(rhs.0))
+    }
+}
+
+impl Sub for Span {
+    type Output = Span;
+    fn sub(self, rhs: Span) -> Span {
+        Span(self.0.saturating_sub(rhs.0))
     }
 }
 

@@ -72,6 +72,8 @@ points = [
   {{ id = "r1", table = "coil", address = 0, type = "bool" }},
   {{ id = "r1-level", table = "holding_register", address = 0, type = "u16" }},
   {{ id = "h1", table = "coil", address = 1, type = "bool" }},
+  {{ id = "door", table = "coil", address = 2, type = "bool" }},
+  {{ id = "vent", table = "holding_register", address = 3, type = "u16", unit = "%" }},
 ]
 
 [[devices]]
@@ -85,6 +87,7 @@ points = [
   {{ id = "power", table = "coil", address = 0, type = "bool" }},
   {{ id = "mode", table = "holding_register", address = 0, type = "u16" }},
   {{ id = "setpoint", table = "holding_register", address = 1, type = "f32" }},
+  {{ id = "co2", table = "input_register", address = 2, type = "u16", unit = "ppm" }},
 ]
 
 [[devices]]
@@ -120,13 +123,28 @@ id = "r1"
 name = "Boardroom"
 capacity = 10
 kind = "bookable"
-bindings = {{ light = "lights/r1", light_level = "lights/r1-level", hvac_power = "hvac/power", hvac_mode = "hvac/mode", hvac_setpoint = "hvac/setpoint", occupancy = "pir/r1", status_light = "status/r1", curtain = "curtain/target" }}
+access = {{ staff_groups = ["cleaning"], unlock_for = "5s" }}
+air = [{{ metric = "co2", on_above = 1000, off_below = 800, on = [{{ ventilation = 100 }}], off = [{{ ventilation = 30 }}] }}]
+bindings = {{ light = "lights/r1", light_level = "lights/r1-level", hvac_power = "hvac/power", hvac_mode = "hvac/mode", hvac_setpoint = "hvac/setpoint", occupancy = "pir/r1", status_light = "status/r1", curtain = "curtain/target", door_lock = "lights/door", ventilation = "lights/vent", co2 = "hvac/co2" }}
 
 [[rooms]]
 id = "h1"
 name = "Phone booth"
 kind = "instant_use"
 bindings = {{ light = "lights/h1", occupancy = "pir/h1" }}
+
+[[people]]
+id = "ana@example.com"
+credentials = ["04A1B2C3"]
+
+[[people]]
+id = "bo@example.com"
+credentials = ["QR:bo-7731"]
+
+[[people]]
+id = "kim@example.com"
+credentials = ["C0FFEE"]
+groups = ["cleaning"]
 "#,
             lights = port("lights"),
             hvac = port("hvac"),
@@ -252,6 +270,19 @@ impl Harness {
         r.body["result"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Presents a card or QR code at the room's door; returns what happened, in words.
+    async fn credential(&self, room: &str, credential: &str) -> String {
+        let r = http(
+            self.addr(),
+            "POST",
+            &format!("/api/rooms/{room}/credential"),
+            Some(&json!({ "credential": credential })),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["result"].as_str().unwrap_or_default().to_owned()
+    }
+
     async fn activity(&self, room: &str) -> Vec<String> {
         let r = http(self.addr(), "GET", &format!("/api/rooms/{room}"), None).await;
         assert_eq!(r.status, 200);
@@ -313,7 +344,10 @@ async fn a_meeting_day_drives_the_devices_the_building_sees() {
     h.advance_to("09:01").await;
     h.presence("r1", true).await;
     let answer = h.check_in("r1").await;
-    assert!(answer.contains("CheckedIn"), "check-in answer: {answer}");
+    assert!(
+        answer.contains("checked in by door panel"),
+        "check-in answer: {answer}"
+    );
     h.expect_registers("status red", |f| status(f) == 4).await;
     assert_eq!(h.state("r1"), "in_meeting");
     let gw = h.gw().clone();
@@ -352,7 +386,7 @@ async fn a_meeting_day_drives_the_devices_the_building_sees() {
     .await;
     let log = h.activity("r1").await;
     assert!(
-        log.iter().any(|l| l.contains("Released(NoShow)")
+        log.iter().any(|l| l.contains("released as a no-show")
             && l.contains("no check-in by 11:10 (policy: 10 min)")),
         "activity log explains the release: {log:#?}"
     );
@@ -382,9 +416,12 @@ async fn a_meeting_day_drives_the_devices_the_building_sees() {
     .await;
     assert_eq!(h.state("r1"), "free");
 
-    // A walk-in in the phone booth: presence occupies it, absence frees it after 15 minutes.
+    // A walk-in in the phone booth: presence for 30 s occupies it (someone walking past does
+    // not), absence frees it after 15 minutes.
     h.advance_to("16:00").await;
     h.presence("h1", true).await;
+    assert!(!h.floor.sim("lights").coil(1), "not a walk-in yet");
+    h.advance_to("16:01").await;
     h.expect_registers("booth light on", |f| f.sim("lights").coil(1))
         .await;
     assert_eq!(h.state("h1"), "occupied");
@@ -441,7 +478,7 @@ async fn a_restart_mid_meeting_keeps_the_booking_and_the_check_in() {
         "the check-in survived; no no-show release"
     );
     let log = h.activity("r1").await;
-    assert!(!log.iter().any(|l| l.contains("NoShow")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains("no-show")), "{log:#?}");
     assert!(
         log.iter()
             .any(|l| l.contains("booking [") && l.contains("added")),
@@ -601,4 +638,148 @@ async fn the_api_refuses_bad_requests_with_reasons() {
         r.text.contains("<title>roomgate"),
         "the floor page is served"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_extend_and_end() {
+    let h = Harness::start().await;
+    h.presence("r1", false).await;
+    h.advance_to("08:00").await;
+    let r = http(
+        h.addr(),
+        "POST",
+        "/api/rooms/r1/bookings",
+        Some(
+            &json!({ "start": iso("09:00"), "end": iso("10:00"), "subject": "Review",
+                      "organizer": "ana@example.com", "attendees": ["bo@example.com"] }),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let door = |f: &Floor| f.sim("lights").coil(2);
+
+    // Too early for the meeting: refused, the door stays locked.
+    let answer = h.credential("r1", "04a1b2c3").await;
+    assert!(answer.contains("access denied"), "{answer}");
+
+    // An attendee's QR code 10 minutes before: the door opens, relocks, and the meeting is
+    // checked in. A stranger's card is refused; the cleaner always gets in.
+    h.advance_to("08:50").await;
+    let answer = h.credential("r1", " qr:BO-7731 ").await;
+    assert!(
+        answer.contains("door opened") && answer.contains("checked in by card"),
+        "{answer}"
+    );
+    h.expect_registers("door unlocked", door).await;
+    h.advance_to("08:51").await;
+    h.expect_registers("door relocked", |f| !door(f)).await;
+    let answer = h.credential("r1", "DEADBEEF").await;
+    assert!(
+        answer.contains("an unknown card is not invited"),
+        "{answer}"
+    );
+    assert!(!door(&h.floor));
+    let answer = h.credential("r1", "c0ffee").await;
+    assert!(answer.contains("staff (cleaning)"), "{answer}");
+
+    // The meeting runs; CO2 climbs, ventilation goes to full, and back when it falls.
+    h.advance_to("09:01").await;
+    h.presence("r1", true).await;
+    assert_eq!(
+        h.state("r1"),
+        "in_meeting",
+        "checked in by the QR code at the door"
+    );
+    h.floor.sim("hvac").set_input_register(2, 1250);
+    let gw = h.gw().clone();
+    wait_for("co2 seen", WAIT, || {
+        gw.snapshot().rooms.iter().any(|r| {
+            r.id == "r1"
+                && r.points
+                    .iter()
+                    .any(|p| p.capability == "co2" && p.value == json!(1250.0))
+        })
+    })
+    .await;
+    h.advance_to("09:02").await;
+    h.expect_registers("ventilation 100%", |f| f.sim("lights").holding(3) == 100)
+        .await;
+    h.floor.sim("hvac").set_input_register(2, 900);
+    wait_for("co2 900 seen", WAIT, || {
+        gw.snapshot().rooms.iter().any(|r| {
+            r.id == "r1"
+                && r.points
+                    .iter()
+                    .any(|p| p.capability == "co2" && p.value == json!(900.0))
+        })
+    })
+    .await;
+    h.advance_to("09:03").await;
+    assert_eq!(
+        h.floor.sim("lights").holding(3),
+        100,
+        "hysteresis: 900 is not below 800"
+    );
+    h.floor.sim("hvac").set_input_register(2, 700);
+    wait_for("co2 700 seen", WAIT, || {
+        gw.snapshot().rooms.iter().any(|r| {
+            r.id == "r1"
+                && r.points
+                    .iter()
+                    .any(|p| p.capability == "co2" && p.value == json!(700.0))
+        })
+    })
+    .await;
+    h.advance_to("09:04").await;
+    h.expect_registers("ventilation back to 30%", |f| {
+        f.sim("lights").holding(3) == 30
+    })
+    .await;
+
+    // Extended by 15 minutes from the panel, then ended early: the room is left at once.
+    h.advance_to("09:55").await;
+    let r = http(
+        h.addr(),
+        "POST",
+        "/api/rooms/r1/extend",
+        Some(&json!({ "minutes": 15 })),
+    )
+    .await;
+    assert!(
+        r.body["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("extended to 10:15"),
+        "{}",
+        r.text
+    );
+    h.advance_to("10:05").await;
+    assert_eq!(
+        h.state("r1"),
+        "in_meeting",
+        "the extension holds past the old end"
+    );
+    h.presence("r1", false).await;
+    let r = http(h.addr(), "POST", "/api/rooms/r1/end", None).await;
+    assert!(
+        r.body["result"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ended early"),
+        "{}",
+        r.text
+    );
+    h.expect_registers("all off after end now", |f| {
+        !light_on(f) && !f.sim("hvac").coil(0) && f.sim("lights").holding(3) == 0
+    })
+    .await;
+    assert_eq!(h.state("r1"), "free");
+    let r = http(
+        h.addr(),
+        "POST",
+        "/api/rooms/r1/extend",
+        Some(&json!({ "minutes": 15 })),
+    )
+    .await;
+    assert_eq!(r.status, 400, "nothing to extend: {}", r.text);
 }

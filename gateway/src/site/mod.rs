@@ -6,17 +6,24 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
-use drivers::point::{
-    Access, DataType, ModbusAddress, ModbusPoint, ModbusTable, Scaling, WordOrder,
+use drivers::bacnet::BacnetNetworkConfig;
+use drivers::point::Access;
+use drivers::serial::ProfileSpec;
+use std::sync::Arc;
+
+use scenes::{
+    AccessPolicy, Action, AirMetric, AirRule, Equipment, HvacMode, Policy, RoomConfig, RoomId,
+    RoomKind, Scene, StatusLight, Step,
 };
-use scenes::{Action, HvacMode, Policy, RoomConfig, RoomId, RoomKind, Scene, StatusLight, Step};
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::duration::parse_span;
+
+mod devices;
+
+pub use devices::{Bus, Device, DeviceKind, PointDef, PointProtocol};
 
 // ---------------------------------------------------------------------------------------
 // Wire format (what installers write)
@@ -29,11 +36,82 @@ struct SiteFile {
     #[serde(default)]
     defaults: DefaultsSection,
     #[serde(default)]
-    devices: Vec<DeviceFile>,
+    devices: Vec<devices::DeviceFile>,
+    /// RS-485 lines (or serial servers) carrying Modbus RTU units.
+    #[serde(default)]
+    buses: Vec<devices::BusFile>,
+    /// The BACnet/IP network settings (defaults suit a flat network).
+    bacnet: Option<devices::BacnetFile>,
+    /// Serial line profiles by name (see the drivers' `serial` docs for the format).
+    #[serde(default)]
+    serial_profiles: BTreeMap<String, ProfileSpec>,
     #[serde(default)]
     scenes: Vec<SceneFile>,
     #[serde(default)]
+    templates: Vec<TemplateFile>,
+    #[serde(default)]
     rooms: Vec<RoomFile>,
+    #[serde(default)]
+    people: Vec<PersonFile>,
+}
+
+/// Someone the door readers and panels may recognise. (The hub will provide the directory;
+/// the site file keeps a local one for offline operation and small sites.)
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PersonFile {
+    /// The identity bookings use (organizer, attendees): usually an e-mail address.
+    id: Spanned<String>,
+    name: Option<String>,
+    /// Card numbers and QR payloads, as the readers send them.
+    #[serde(default)]
+    credentials: Vec<Spanned<String>>,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+/// Settings shared by rooms of one type; a room names it with `template` and overrides any.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TemplateFile {
+    id: Spanned<String>,
+    meeting_scene: Option<Spanned<String>>,
+    leave_scene: Option<Spanned<String>>,
+    walk_in_scene: Option<Spanned<String>>,
+    scenes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    policy: PolicyFile,
+    access: Option<AccessFile>,
+    air: Option<Vec<Spanned<AirRuleFile>>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AccessFile {
+    #[serde(default)]
+    staff_groups: Vec<String>,
+    unlock_for: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum MetricFile {
+    Co2,
+    Pm25,
+    Voc,
+    Temperature,
+    Humidity,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct AirRuleFile {
+    metric: MetricFile,
+    on_above: f64,
+    off_below: f64,
+    on: Vec<Spanned<StepFile>>,
+    #[serde(default)]
+    off: Vec<Spanned<StepFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,79 +128,6 @@ struct DefaultsSection {
     policy: PolicyFile,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-enum ProtocolFile {
-    ModbusTcp,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceFile {
-    id: Spanned<String>,
-    name: Option<String>,
-    protocol: ProtocolFile,
-    host: Spanned<String>,
-    port: Option<Spanned<i64>>,
-    unit: Option<Spanned<i64>>,
-    poll: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-    #[serde(default)]
-    points: Vec<PointFile>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum TableFile {
-    Coil,
-    DiscreteInput,
-    InputRegister,
-    HoldingRegister,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum TypeFile {
-    Bool,
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum WordOrderFile {
-    HighFirst,
-    LowFirst,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum AccessFile {
-    Read,
-    Write,
-    ReadWrite,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PointFile {
-    id: Spanned<String>,
-    name: Option<String>,
-    table: TableFile,
-    address: Spanned<i64>,
-    #[serde(rename = "type")]
-    data_type: TypeFile,
-    bit: Option<Spanned<i64>>,
-    word_order: Option<WordOrderFile>,
-    scale: Option<f64>,
-    offset: Option<f64>,
-    access: Option<AccessFile>,
-    unit: Option<String>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SceneFile {
@@ -131,7 +136,7 @@ struct SceneFile {
 }
 
 /// One scene step; exactly one of the action keys (or `wait`) must be set.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct StepFile {
     lights: Option<OnOffOrLevel>,
@@ -140,6 +145,14 @@ struct StepFile {
     hvac: Option<OnOffOrLevel>,
     mode: Option<HvacModeFile>,
     setpoint: Option<f64>,
+    projector: Option<OnOffOrLevel>,
+    /// "down" or "up".
+    screen: Option<String>,
+    /// 0..=100 %, or "off".
+    ventilation: Option<OnOffOrLevel>,
+    purifier: Option<OnOffOrLevel>,
+    /// HVAC fan level 0..=100 %.
+    fan: Option<i64>,
     wait: Option<String>,
 }
 
@@ -150,7 +163,7 @@ enum OnOffOrLevel {
     Level(i64),
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum HvacModeFile {
     Heat,
@@ -167,7 +180,7 @@ enum KindFile {
     Closed,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum ClosedLightFile {
     Red,
@@ -193,6 +206,38 @@ struct PolicyFile {
     hvac_setpoint: Option<Spanned<f64>>,
     hvac_mode: Option<HvacModeFile>,
     closed_light: Option<ClosedLightFile>,
+    override_hold: Option<Spanned<String>>,
+    walk_in_confirm: Option<Spanned<String>>,
+    checkin_by_card: Option<bool>,
+}
+
+impl PolicyFile {
+    /// `self` where set, else `base`: a room's policy over its template's.
+    fn over(&self, base: &PolicyFile) -> PolicyFile {
+        macro_rules! pick {
+            ($($f:ident),*) => { PolicyFile { $($f: self.$f.clone().or_else(|| base.$f.clone())),* } };
+        }
+        pick!(
+            starting_soon,
+            hvac_lead,
+            lights_lead,
+            checkin_opens,
+            checkin_required,
+            checkin_on_presence,
+            no_show_after,
+            vacancy_release,
+            dim_after,
+            dim_level,
+            off_after,
+            back_to_back_gap,
+            hvac_setpoint,
+            hvac_mode,
+            closed_light,
+            override_hold,
+            walk_in_confirm,
+            checkin_by_card
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +248,9 @@ struct RoomFile {
     #[serde(default)]
     capacity: u32,
     kind: KindFile,
+    template: Option<Spanned<String>>,
+    access: Option<AccessFile>,
+    air: Option<Vec<Spanned<AirRuleFile>>>,
     meeting_scene: Option<Spanned<String>>,
     leave_scene: Option<Spanned<String>>,
     walk_in_scene: Option<Spanned<String>>,
@@ -225,27 +273,48 @@ pub struct Site {
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
     pub devices: Vec<Device>,
+    pub buses: Vec<Bus>,
+    /// Present when the site has BACnet devices.
+    pub bacnet: Option<BacnetNetworkConfig>,
     pub rooms: Vec<RoomSite>,
+    pub people: Directory,
 }
 
-#[derive(Debug, Clone)]
-pub struct Device {
+/// A person the readers may recognise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
     pub id: String,
     pub name: String,
-    pub addr: SocketAddr,
-    pub unit: u8,
-    pub poll: Duration,
-    pub timeout: Duration,
-    pub points: Vec<PointDef>,
+    pub groups: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct PointDef {
-    /// The point's id within its device.
-    pub id: String,
-    pub name: String,
-    pub unit: Option<String>,
-    pub modbus: ModbusPoint,
+/// The local directory: credentials (card numbers, QR payloads) to people.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    people: Vec<Person>,
+    by_credential: HashMap<String, usize>,
+}
+
+impl Directory {
+    /// Readers differ in case and padding; `04a1b2 ` and `04A1B2` are the same card.
+    fn normalize(credential: &str) -> String {
+        credential.trim().to_ascii_uppercase()
+    }
+
+    /// Who a credential belongs to, if anyone.
+    pub fn lookup(&self, credential: &str) -> Option<&Person> {
+        self.by_credential
+            .get(&Self::normalize(credential))
+            .and_then(|&i| self.people.get(i))
+    }
+
+    pub fn len(&self) -> usize {
+        self.people.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.people.is_empty()
+    }
 }
 
 /// A point as the rest of the gateway names it: `device/point`.
@@ -275,10 +344,21 @@ pub enum Capability {
     Occupancy,
     Temperature,
     Co2,
+    Projector,
+    Screen,
+    Ventilation,
+    Purifier,
+    HvacFan,
+    DoorLock,
+    Humidity,
+    Pm25,
+    Voc,
+    /// A card/QR/PIN reader at the door (a serial device's reader).
+    Reader,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 11] = [
+    pub const ALL: [Capability; 21] = [
         Capability::Light,
         Capability::LightLevel,
         Capability::HvacPower,
@@ -290,6 +370,16 @@ impl Capability {
         Capability::Occupancy,
         Capability::Temperature,
         Capability::Co2,
+        Capability::Projector,
+        Capability::Screen,
+        Capability::Ventilation,
+        Capability::Purifier,
+        Capability::HvacFan,
+        Capability::DoorLock,
+        Capability::Humidity,
+        Capability::Pm25,
+        Capability::Voc,
+        Capability::Reader,
     ];
 
     pub fn key(self) -> &'static str {
@@ -305,6 +395,16 @@ impl Capability {
             Capability::Occupancy => "occupancy",
             Capability::Temperature => "temperature",
             Capability::Co2 => "co2",
+            Capability::Projector => "projector",
+            Capability::Screen => "screen",
+            Capability::Ventilation => "ventilation",
+            Capability::Purifier => "purifier",
+            Capability::HvacFan => "hvac_fan",
+            Capability::DoorLock => "door_lock",
+            Capability::Humidity => "humidity",
+            Capability::Pm25 => "pm25",
+            Capability::Voc => "voc",
+            Capability::Reader => "reader",
         }
     }
 
@@ -314,17 +414,33 @@ impl Capability {
 
     /// Whether the gateway writes this capability (else it only reads it).
     pub fn is_output(self) -> bool {
-        !matches!(
-            self,
-            Capability::Occupancy | Capability::Temperature | Capability::Co2
-        )
+        self.air_metric().is_none() && !matches!(self, Capability::Occupancy | Capability::Reader)
     }
 
     fn wants_bool(self) -> bool {
         matches!(
             self,
-            Capability::Light | Capability::HvacPower | Capability::Socket | Capability::Occupancy
+            Capability::Light
+                | Capability::HvacPower
+                | Capability::Socket
+                | Capability::Occupancy
+                | Capability::Projector
+                | Capability::Screen
+                | Capability::Purifier
+                | Capability::DoorLock
         )
+    }
+
+    /// The air-quality measure a read capability feeds, if it is one.
+    pub fn air_metric(self) -> Option<AirMetric> {
+        Some(match self {
+            Capability::Co2 => AirMetric::Co2Ppm,
+            Capability::Temperature => AirMetric::TemperatureC,
+            Capability::Humidity => AirMetric::HumidityPct,
+            Capability::Pm25 => AirMetric::Pm25,
+            Capability::Voc => AirMetric::Voc,
+            _ => return None,
+        })
     }
 }
 
@@ -465,6 +581,9 @@ fn valid_id(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A template with its access and air rules already checked.
+type BuiltTemplate<'a> = (&'a TemplateFile, Option<AccessPolicy>, Option<Vec<AirRule>>);
+
 fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
     let (timezone, timezone_name) = match &file.site.timezone {
         None => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
@@ -484,7 +603,14 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         },
     };
 
-    let devices = build_devices(ck, &file.devices);
+    let field = devices::build_field(
+        ck,
+        &file.devices,
+        &file.buses,
+        file.bacnet.as_ref(),
+        &file.serial_profiles,
+    );
+    let devices = field.devices;
     let point_index: HashMap<(&str, &str), &PointDef> = devices
         .iter()
         .flat_map(|d| {
@@ -494,8 +620,8 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         })
         .collect();
 
-    // Site scenes (templates), then the built-ins where the site does not override them.
-    let mut scenes: BTreeMap<String, Scene> = BTreeMap::new();
+    // Site scenes, then the built-ins where the site does not redefine them.
+    let mut scenes: BTreeMap<String, Arc<Scene>> = BTreeMap::new();
     for (i, s) in file.scenes.iter().enumerate() {
         let name = s.name.get_ref();
         let path = format!("scenes[{name}]");
@@ -508,15 +634,15 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
             .enumerate()
             .filter_map(|(j, st)| build_step(ck, st, &format!("{path}.steps[{j}]")))
             .collect();
-        if scenes
-            .insert(name.clone(), Scene::new(name.clone(), steps))
-            .is_some()
-        {
+        let scene = Arc::new(Scene::new(name.clone(), steps));
+        if scenes.insert(name.clone(), scene).is_some() {
             ck.err(&s.name, path, format!("scene '{name}' is defined twice"));
         }
     }
     for builtin in [Scene::default_meeting(), Scene::default_leave()] {
-        scenes.entry(builtin.name.clone()).or_insert(builtin);
+        scenes
+            .entry(builtin.name.clone())
+            .or_insert_with(|| Arc::new(builtin));
     }
 
     let defaults = build_policy(
@@ -527,8 +653,36 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         None,
     );
 
+    // Templates are checked once, on their own, whether rooms use them or not.
+    let mut templates: HashMap<&str, BuiltTemplate<'_>> = HashMap::new();
+    for t in &file.templates {
+        let id = t.id.get_ref();
+        let path = format!("templates[{id}]");
+        if !valid_id(id) {
+            ck.err(&t.id, format!("{path}.id"), id_rule(id));
+        }
+        let access = t.access.as_ref().map(|a| build_access(ck, Some(a), &path));
+        let air = t
+            .air
+            .as_ref()
+            .map(|rules| build_air_rules(ck, rules, &path));
+        if templates.insert(id, (t, access, air)).is_some() {
+            ck.err(&t.id, &path, format!("template '{id}' is defined twice"));
+        }
+    }
+
     let mut rooms = Vec::new();
     let mut room_ids = HashSet::new();
+    let none = TemplateFile {
+        id: Spanned::new(0..0, String::new()),
+        meeting_scene: None,
+        leave_scene: None,
+        walk_in_scene: None,
+        scenes: None,
+        policy: PolicyFile::default(),
+        access: None,
+        air: None,
+    };
     for r in &file.rooms {
         let id = r.id.get_ref();
         let path = format!("rooms[{id}]");
@@ -538,6 +692,29 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         if !room_ids.insert(id.clone()) {
             ck.err(&r.id, &path, format!("room id '{id}' is used twice"));
         }
+        let (t, t_access, t_air) = match &r.template {
+            None => (&none, None, None),
+            Some(name) => match templates.get(name.get_ref().as_str()) {
+                Some((t, access, air)) => (*t, access.clone(), air.clone()),
+                None => {
+                    let known: Vec<&str> = templates.keys().copied().collect();
+                    ck.err(
+                        name,
+                        format!("{path}.template"),
+                        format!(
+                            "unknown template '{}' (defined: {})",
+                            name.get_ref(),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    (&none, None, None)
+                }
+            },
+        };
         let kind = match r.kind {
             KindFile::Bookable => RoomKind::Bookable,
             KindFile::InstantUse => RoomKind::InstantUse,
@@ -546,34 +723,46 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         let room_at = Some(ck.line_col(r.id.span().start));
         let policy = build_policy(
             ck,
-            &r.policy,
-            defaults.clone(),
+            &r.policy.over(&t.policy),
+            defaults,
             &format!("{path}.policy"),
             room_at,
         );
-        let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Scene {
+        let mut pick = |v: &Option<Spanned<String>>, field: &str, default: &str| -> Arc<Scene> {
             let (name, at) = match v {
                 Some(s) => (s.get_ref().as_str(), Some(s)),
                 None => (default, None),
             };
             match (scenes.get(name), at) {
-                (Some(s), _) => s.clone(),
+                (Some(s), _) => Arc::clone(s),
                 (None, Some(at)) => {
                     ck.err(at, format!("{path}.{field}"), unknown_scene(name, &scenes));
-                    Scene::new(name, Vec::new())
+                    Arc::new(Scene::new(name, Vec::new()))
                 }
-                (None, None) => Scene::new(name, Vec::new()),
+                (None, None) => Arc::new(Scene::new(name, Vec::new())),
             }
         };
-        let meeting_scene = pick(&r.meeting_scene, "meeting_scene", "meeting");
-        let leave_scene = pick(&r.leave_scene, "leave_scene", "leave");
-        let walk_in_scene = pick(&r.walk_in_scene, "walk_in_scene", "meeting");
-        let extra_scenes = match &r.scenes {
+        let meeting_scene = pick(
+            &r.meeting_scene.clone().or(t.meeting_scene.clone()),
+            "meeting_scene",
+            "meeting",
+        );
+        let leave_scene = pick(
+            &r.leave_scene.clone().or(t.leave_scene.clone()),
+            "leave_scene",
+            "leave",
+        );
+        let walk_in_scene = pick(
+            &r.walk_in_scene.clone().or(t.walk_in_scene.clone()),
+            "walk_in_scene",
+            "meeting",
+        );
+        let extra_scenes = match r.scenes.as_ref().or(t.scenes.as_ref()) {
             None => scenes.values().cloned().collect(),
             Some(names) => names
                 .iter()
                 .filter_map(|n| match scenes.get(n.get_ref()) {
-                    Some(s) => Some(s.clone()),
+                    Some(s) => Some(Arc::clone(s)),
                     None => {
                         ck.err(
                             n,
@@ -597,10 +786,24 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 );
                 continue;
             };
-            if let Some(pr) = check_binding(ck, cap, target, &bpath, &point_index, &devices) {
+            let bound = if cap == Capability::Reader {
+                check_reader(ck, target, &bpath, &field.readers)
+            } else {
+                check_binding(ck, cap, target, &bpath, &point_index, &devices)
+            };
+            if let Some(pr) = bound {
                 bindings.insert(cap, pr);
             }
         }
+        let access = match &r.access {
+            Some(a) => build_access(ck, Some(a), &path),
+            None => t_access.unwrap_or_else(|| build_access(ck, None, &path)),
+        };
+        let air = match &r.air {
+            Some(rules) => build_air_rules(ck, rules, &path),
+            None => t_air.unwrap_or_default(),
+        };
+        let equipment = equipment_of(&bindings);
         rooms.push(RoomSite {
             config: RoomConfig {
                 id: RoomId::from(id.as_str()),
@@ -611,209 +814,210 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
                 leave_scene,
                 walk_in_scene,
                 extra_scenes,
+                access,
+                air,
+                equipment,
             },
             capacity: r.capacity,
             bindings,
         });
     }
+    let people = build_people(ck, &file.people);
     Site {
         name: file.site.name,
         timezone,
         timezone_name,
         devices,
+        buses: field.buses,
+        bacnet: field.bacnet,
         rooms,
+        people,
     }
+}
+
+/// What a room has, from what is bound: the engine commands nothing else.
+fn equipment_of(b: &BTreeMap<Capability, PointRef>) -> Equipment {
+    let has = |c: Capability| b.contains_key(&c);
+    Equipment {
+        lights: has(Capability::Light) || has(Capability::LightLevel),
+        hvac: has(Capability::HvacPower)
+            || has(Capability::HvacMode)
+            || has(Capability::HvacSetpoint),
+        curtains: has(Capability::Curtain),
+        sockets: has(Capability::Socket),
+        status_light: has(Capability::StatusLight),
+        projector: has(Capability::Projector),
+        screen: has(Capability::Screen),
+        ventilation: has(Capability::Ventilation),
+        purifier: has(Capability::Purifier),
+        hvac_fan: has(Capability::HvacFan),
+        door_lock: has(Capability::DoorLock),
+    }
+}
+
+fn build_access(ck: &mut Checker<'_>, a: Option<&AccessFile>, path: &str) -> AccessPolicy {
+    let default_unlock = scenes::Span::seconds(5);
+    let Some(a) = a else {
+        return AccessPolicy {
+            staff_groups: Vec::new(),
+            unlock_for: default_unlock,
+        };
+    };
+    let unlock_for = ck.span_duration(
+        &a.unlock_for,
+        &format!("{path}.access.unlock_for"),
+        default_unlock,
+    );
+    if let Some(at) = &a.unlock_for
+        && unlock_for > scenes::Span::minutes(5)
+    {
+        ck.err(
+            at,
+            format!("{path}.access.unlock_for"),
+            "a door stays unlocked at most 5 min",
+        );
+    }
+    AccessPolicy {
+        staff_groups: a.staff_groups.clone(),
+        unlock_for,
+    }
+}
+
+fn build_air_rules(
+    ck: &mut Checker<'_>,
+    rules: &[Spanned<AirRuleFile>],
+    path: &str,
+) -> Vec<AirRule> {
+    rules
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| build_air_rule(ck, a, &format!("{path}.air[{i}]")))
+        .collect()
+}
+
+fn build_air_rule(ck: &mut Checker<'_>, a: &Spanned<AirRuleFile>, path: &str) -> Option<AirRule> {
+    let f = a.get_ref();
+    let actions = |ck: &mut Checker<'_>, steps: &[Spanned<StepFile>], which: &str| -> Vec<Action> {
+        steps
+            .iter()
+            .enumerate()
+            .filter_map(
+                |(i, st)| match build_step(ck, st, &format!("{path}.{which}[{i}]"))? {
+                    Step::Do(action) => Some(action),
+                    Step::Wait(_) => {
+                        ck.err(
+                            st,
+                            format!("{path}.{which}[{i}]"),
+                            "air rules take actions, not waits",
+                        );
+                        None
+                    }
+                },
+            )
+            .collect()
+    };
+    let on = actions(ck, &f.on, "on");
+    let off = actions(ck, &f.off, "off");
+    let rule = AirRule {
+        metric: match f.metric {
+            MetricFile::Co2 => AirMetric::Co2Ppm,
+            MetricFile::Pm25 => AirMetric::Pm25,
+            MetricFile::Voc => AirMetric::Voc,
+            MetricFile::Temperature => AirMetric::TemperatureC,
+            MetricFile::Humidity => AirMetric::HumidityPct,
+        },
+        on_above: f.on_above as f32,
+        off_below: f.off_below as f32,
+        on,
+        off,
+    };
+    if let Err(e) = rule.validate() {
+        ck.err(a, path, e.to_string());
+        return None;
+    }
+    Some(rule)
+}
+
+fn build_people(ck: &mut Checker<'_>, files: &[PersonFile]) -> Directory {
+    let mut dir = Directory::default();
+    for p in files {
+        let id = p.id.get_ref().trim().to_owned();
+        let path = format!("people[{id}]");
+        if id.is_empty() {
+            ck.err(
+                &p.id,
+                &path,
+                "a person needs an id (the identity bookings use)",
+            );
+            continue;
+        }
+        for c in &p.credentials {
+            let key = Directory::normalize(c.get_ref());
+            if key.is_empty() {
+                ck.err(c, format!("{path}.credentials"), "empty credential");
+            } else if let Some(other) = dir.by_credential.get(&key) {
+                let other = dir.people[*other].id.clone();
+                ck.err(
+                    c,
+                    format!("{path}.credentials"),
+                    format!("credential '{}' already belongs to {other}", c.get_ref()),
+                );
+            } else {
+                dir.by_credential.insert(key, dir.people.len());
+            }
+        }
+        dir.people.push(Person {
+            name: p.name.clone().unwrap_or_else(|| id.clone()),
+            id,
+            groups: p.groups.clone(),
+        });
+    }
+    dir
 }
 
 fn id_rule(id: &str) -> String {
     format!("'{id}' is not a valid id: use 1 to 64 letters, digits, '-' or '_'")
 }
 
-fn unknown_scene(name: &str, scenes: &BTreeMap<String, Scene>) -> String {
+fn unknown_scene(name: &str, scenes: &BTreeMap<String, Arc<Scene>>) -> String {
     let known: Vec<&str> = scenes.keys().map(String::as_str).collect();
     format!("unknown scene '{name}' (defined: {})", known.join(", "))
 }
 
-fn build_devices(ck: &mut Checker<'_>, files: &[DeviceFile]) -> Vec<Device> {
-    let mut out = Vec::new();
-    let mut ids = HashSet::new();
-    for d in files {
-        let id = d.id.get_ref().clone();
-        let path = format!("devices[{id}]");
-        if !valid_id(&id) {
-            ck.err(&d.id, format!("{path}.id"), id_rule(&id));
-        }
-        if !ids.insert(id.clone()) {
-            ck.err(&d.id, &path, format!("device id '{id}' is used twice"));
-        }
-        let ProtocolFile::ModbusTcp = d.protocol;
-        // A bad host still leaves the device in the list, so bindings to its points are
-        // checked against what the file declares (the site is refused anyway).
-        let ip: IpAddr = match d.host.get_ref().parse() {
-            Ok(ip) => ip,
-            Err(_) => {
-                ck.err(
-                    &d.host,
-                    format!("{path}.host"),
-                    format!("'{}' is not an IP address", d.host.get_ref()),
-                );
-                IpAddr::from([0, 0, 0, 0])
-            }
-        };
-        let port = match &d.port {
-            None => 502,
-            Some(p) => match u16::try_from(*p.get_ref()) {
-                Ok(v) if v > 0 => v,
-                _ => {
-                    ck.err(
-                        p,
-                        format!("{path}.port"),
-                        format!("port {} is out of range 1..=65535", p.get_ref()),
-                    );
-                    502
+/// A `reader` binding names a serial device's reader: `"device/reader"`.
+fn check_reader(
+    ck: &mut Checker<'_>,
+    target: &Spanned<String>,
+    path: &str,
+    readers: &HashMap<String, Vec<String>>,
+) -> Option<PointRef> {
+    let text = target.get_ref();
+    let found = text.split_once('/').and_then(|(dev, reader)| {
+        let names = readers.get(dev)?;
+        names.iter().any(|r| r == reader).then(|| PointRef {
+            device: dev.to_owned(),
+            point: reader.to_owned(),
+        })
+    });
+    if found.is_none() {
+        let known: Vec<String> = readers
+            .iter()
+            .flat_map(|(d, rs)| rs.iter().map(move |r| format!("{d}/{r}")))
+            .collect();
+        ck.err(
+            target,
+            path,
+            format!(
+                "'{text}' is not a reader of a serial device (readers: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
                 }
-            },
-        };
-        let unit = match &d.unit {
-            None => 1,
-            Some(u) => match u8::try_from(*u.get_ref()) {
-                Ok(v) => v,
-                Err(_) => {
-                    ck.err(
-                        u,
-                        format!("{path}.unit"),
-                        format!("Modbus unit id {} is out of range 0..=255", u.get_ref()),
-                    );
-                    1
-                }
-            },
-        };
-        let poll = ck.span_duration(&d.poll, &format!("{path}.poll"), scenes::Span::seconds(1));
-        let timeout = ck.span_duration(
-            &d.timeout,
-            &format!("{path}.timeout"),
-            scenes::Span::seconds(1),
+            ),
         );
-        for (v, what, span) in [(&d.poll, "poll", poll), (&d.timeout, "timeout", timeout)] {
-            if let Some(at) = v
-                && span < scenes::Span::from_millis(10)
-            {
-                ck.err(at, format!("{path}.{what}"), "must be at least 10ms");
-            }
-        }
-        let mut points = Vec::new();
-        let mut point_ids = HashSet::new();
-        for p in &d.points {
-            let pid = p.id.get_ref().clone();
-            let ppath = format!("{path}.points[{pid}]");
-            if !valid_id(&pid) {
-                ck.err(&p.id, format!("{ppath}.id"), id_rule(&pid));
-            }
-            if !point_ids.insert(pid.clone()) {
-                ck.err(
-                    &p.id,
-                    &ppath,
-                    format!("point id '{pid}' is used twice in device '{id}'"),
-                );
-            }
-            match build_point(ck, p, &ppath) {
-                Some(def) => points.push(def),
-                None => {
-                    ck.invalid_points.insert(format!("{id}/{pid}"));
-                }
-            }
-        }
-        out.push(Device {
-            name: d.name.clone().unwrap_or_else(|| id.clone()),
-            id,
-            addr: SocketAddr::new(ip, port),
-            unit,
-            poll: Duration::from_millis(poll.as_millis().unsigned_abs()),
-            timeout: Duration::from_millis(timeout.as_millis().unsigned_abs()),
-            points,
-        });
     }
-    out
-}
-
-fn build_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointDef> {
-    let address = match u16::try_from(*p.address.get_ref()) {
-        Ok(a) => a,
-        Err(_) => {
-            ck.err(
-                &p.address,
-                format!("{path}.address"),
-                format!(
-                    "Modbus address {} is out of range 0..=65535 (addresses are 0-based: register 40001 is address 0)",
-                    p.address.get_ref()
-                ),
-            );
-            return None;
-        }
-    };
-    let bit = match &p.bit {
-        None => None,
-        Some(b) => match u8::try_from(*b.get_ref()) {
-            Ok(v) if v <= 15 => Some(v),
-            _ => {
-                ck.err(
-                    b,
-                    format!("{path}.bit"),
-                    format!("bit {} is out of range 0..=15", b.get_ref()),
-                );
-                return None;
-            }
-        },
-    };
-    let modbus = ModbusPoint {
-        name: p.id.get_ref().clone(),
-        address: ModbusAddress {
-            table: match p.table {
-                TableFile::Coil => ModbusTable::Coil,
-                TableFile::DiscreteInput => ModbusTable::DiscreteInput,
-                TableFile::InputRegister => ModbusTable::InputRegister,
-                TableFile::HoldingRegister => ModbusTable::HoldingRegister,
-            },
-            address,
-            bit,
-        },
-        data_type: match p.data_type {
-            TypeFile::Bool => DataType::Bool,
-            TypeFile::U16 => DataType::U16,
-            TypeFile::I16 => DataType::I16,
-            TypeFile::U32 => DataType::U32,
-            TypeFile::I32 => DataType::I32,
-            TypeFile::F32 => DataType::F32,
-        },
-        word_order: match p.word_order {
-            None | Some(WordOrderFile::HighFirst) => WordOrder::HighFirst,
-            Some(WordOrderFile::LowFirst) => WordOrder::LowFirst,
-        },
-        scaling: Scaling {
-            scale: p.scale.unwrap_or(1.0),
-            offset: p.offset.unwrap_or(0.0),
-        },
-        access: match p.access {
-            Some(AccessFile::Read) => Access::Read,
-            Some(AccessFile::Write) => Access::Write,
-            Some(AccessFile::ReadWrite) => Access::ReadWrite,
-            // Default: what the table allows.
-            None => match p.table {
-                TableFile::DiscreteInput | TableFile::InputRegister => Access::Read,
-                TableFile::Coil | TableFile::HoldingRegister => Access::ReadWrite,
-            },
-        },
-    };
-    if let Err(e) = modbus.validate() {
-        ck.err(&p.id, path, e.to_string());
-        return None;
-    }
-    Some(PointDef {
-        id: p.id.get_ref().clone(),
-        name: p.name.clone().unwrap_or_else(|| p.id.get_ref().clone()),
-        unit: p.unit.clone(),
-        modbus,
-    })
+    found
 }
 
 fn check_binding(
@@ -859,7 +1063,7 @@ fn check_binding(
         ck.err(target, path, msg);
         return None;
     };
-    let access = def.modbus.access;
+    let access: Access = def.access;
     if cap.is_output() && !access.can_write() {
         ck.err(
             target,
@@ -882,16 +1086,15 @@ fn check_binding(
         );
         return None;
     }
-    let is_bool = def.modbus.data_type == DataType::Bool;
-    if cap.wants_bool() != is_bool {
+    if cap.wants_bool() != def.is_bool {
         ck.err(
             target,
             path,
             format!(
-                "{} needs a {} point, but '{text}' is {:?}",
+                "{} needs a {} point, but '{text}' is {}",
                 cap.key(),
                 if cap.wants_bool() { "bool" } else { "numeric" },
-                def.modbus.data_type
+                if def.is_bool { "bool" } else { "numeric" },
             ),
         );
         return None;
@@ -915,6 +1118,14 @@ fn on_off(v: &OnOffOrLevel) -> Result<(bool, Option<u8>), String> {
     }
 }
 
+fn on_off_only(v: &OnOffOrLevel, what: &str) -> Result<bool, String> {
+    match on_off(v) {
+        Ok((on, None)) => Ok(on),
+        Ok(_) => Err(format!("{what} is \"on\" or \"off\"")),
+        Err(e) => Err(e),
+    }
+}
+
 fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Option<Step> {
     let s = st.get_ref();
     let set = [
@@ -922,6 +1133,11 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
         s.sockets.is_some(),
         s.curtains.is_some(),
         s.hvac.is_some(),
+        s.projector.is_some(),
+        s.screen.is_some(),
+        s.ventilation.is_some(),
+        s.purifier.is_some(),
+        s.fan.is_some(),
         s.wait.is_some(),
     ]
     .iter()
@@ -931,7 +1147,7 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
         ck.err(
             st,
             path,
-            "a step sets exactly one of lights, sockets, curtains, hvac or wait",
+            "a step sets exactly one of lights, sockets, curtains, hvac, projector, screen, ventilation, purifier, fan or wait",
         );
         return None;
     }
@@ -968,6 +1184,27 @@ fn build_step(ck: &mut Checker<'_>, st: &Spanned<StepFile>, path: &str) -> Optio
             },
             Ok(_) => Err("hvac is \"on\" or \"off\" (with optional mode and setpoint)".to_owned()),
             Err(e) => Err(e),
+        }
+    } else if let Some(v) = &s.projector {
+        on_off_only(v, "projector").map(|on| Step::Do(Action::Projector { on }))
+    } else if let Some(v) = &s.purifier {
+        on_off_only(v, "purifier").map(|on| Step::Do(Action::Purifier { on }))
+    } else if let Some(v) = &s.screen {
+        match v.as_str() {
+            "down" => Ok(Step::Do(Action::Screen { down: true })),
+            "up" => Ok(Step::Do(Action::Screen { down: false })),
+            other => Err(format!("screen is \"down\" or \"up\" (got '{other}')")),
+        }
+    } else if let Some(v) = &s.ventilation {
+        on_off(v).map(|(on, level)| {
+            Step::Do(Action::Ventilation {
+                level: if on { level.unwrap_or(100) } else { 0 },
+            })
+        })
+    } else if let Some(f) = s.fan {
+        match u8::try_from(f) {
+            Ok(v) if v <= 100 => Ok(Step::Do(Action::HvacFan { level: v })),
+            _ => Err(format!("fan level {f} is out of range 0..=100")),
         }
     } else if let Some(w) = &s.wait {
         parse_span(w).map(Step::Wait)
@@ -1027,6 +1264,11 @@ fn build_policy(
             ))
         };
     }
+    p.override_hold = d(ck, &f.override_hold, "override_hold", p.override_hold);
+    p.walk_in_confirm = d(ck, &f.walk_in_confirm, "walk_in_confirm", p.walk_in_confirm);
+    if let Some(v) = f.checkin_by_card {
+        p.checkin_by_card = v;
+    }
     if let Some(v) = f.checkin_required {
         p.checkin_required = v;
     }
@@ -1072,6 +1314,7 @@ fn build_policy(
                 scenes::PolicyError::DimAfterOff { .. } => "dim_after",
                 scenes::PolicyError::DimLevel(_) => "dim_level",
                 scenes::PolicyError::Setpoint(_) => "hvac_setpoint",
+                scenes::PolicyError::AirHysteresis { .. } => "air",
             };
             let at: Option<std::ops::Range<usize>> = match field {
                 "off_after" => f.off_after.as_ref().map(|s| s.span()),
