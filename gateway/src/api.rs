@@ -57,6 +57,21 @@ pub struct FloorSnapshot {
     pub now_ms: i64,
     pub rooms: Vec<RoomDto>,
     pub devices: Vec<DeviceDto>,
+    pub buses: Vec<BusDto>,
+}
+
+/// An RS-485 bus (Modbus RTU) and its traffic.
+#[derive(Debug, Clone, Serialize)]
+pub struct BusDto {
+    pub id: String,
+    pub open: bool,
+    pub frames_per_second: f64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub bad_frames: u64,
+    pub timeouts: u64,
+    pub exceptions: u64,
+    pub transport_errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -83,6 +83,10 @@ pub fn routes(
         .and(warp::get())
         .and(with(g.clone()))
         .map(|g: GatewayHandle| warp::reply::json(&g.snapshot().devices));
+    let buses = warp::path!("api" / "buses")
+        .and(warp::get())
+        .and(with(g.clone()))
+        .map(|g: GatewayHandle| warp::reply::json(&g.snapshot().buses));
     let add_booking = warp::path!("api" / "rooms" / String / "bookings")
         .and(warp::post())
         .and(json_body::<NewBooking>())
@@ -169,6 +173,7 @@ pub fn routes(
         .or(rooms)
         .or(room)
         .or(devices)
+        .or(buses)
         .or(add_booking)
         .or(cancel)
         .or(checkin)

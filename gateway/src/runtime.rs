@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use drivers::bacnet::{BacnetNetwork, BacnetNetworkConfig};
 use drivers::device::{CredentialRead, DeviceHandle, LinkState, PointUpdate};
-use drivers::modbus::rtu::{RtuBus, RtuUnitConfig, spawn_rtu_bus};
+use drivers::modbus::rtu::{RtuBus, RtuBusStats, RtuUnitConfig, spawn_rtu_bus};
 use drivers::modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 use drivers::point::Value;
 use drivers::serial::spawn_serial_device;
@@ -20,7 +20,9 @@ use scenes::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::api::{ActivityDto, BookingDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt};
+use crate::api::{
+    ActivityDto, BookingDto, BusDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt,
+};
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
 use crate::site::{Capability, DeviceKind, PointProtocol, PointRef, Site};
@@ -351,6 +353,7 @@ impl Gateway {
             now_ms: 0,
             rooms: Vec::new(),
             devices: Vec::new(),
+            buses: Vec::new(),
         });
         let (snap_tx, snap_rx) = watch::channel(empty);
         let (tx, rx) = mpsc::channel(64);
@@ -367,6 +370,8 @@ impl Gateway {
             recent: HashMap::new(),
             unsaved: Vec::new(),
             snapshot: snap_tx,
+            buses: field.buses.iter().map(RtuBus::watch_stats).collect(),
+            device_states: HashMap::new(),
             local_seq: 0,
             outcome_texts: Vec::new(),
         };
@@ -445,6 +450,10 @@ struct MainLoop {
     recent: HashMap<RoomId, VecDeque<ActivityDto>>,
     unsaved: Vec<(String, ActivityRecord)>,
     snapshot: watch::Sender<Arc<FloorSnapshot>>,
+    /// Statistics of each RS-485 bus, as its owner task publishes them.
+    buses: Vec<watch::Receiver<RtuBusStats>>,
+    /// Each device's last link state, to log changes as events.
+    device_states: HashMap<String, &'static str>,
     local_seq: u64,
     /// Outcome texts of the last drain, so a room action can answer with what it caused.
     outcome_texts: Vec<(RoomId, String)>,
@@ -1033,6 +1042,25 @@ impl MainLoop {
             })
             .collect();
         devices.sort_by(|a, b| a.id.cmp(&b.id));
+        self.device_events(&devices, now);
+        let buses = self
+            .buses
+            .iter()
+            .map(|rx| {
+                let s = rx.borrow();
+                BusDto {
+                    id: s.bus.clone(),
+                    open: s.open,
+                    frames_per_second: (s.frames_per_second() * 10.0).round() / 10.0,
+                    frames_sent: s.frames_sent,
+                    frames_received: s.frames_received,
+                    bad_frames: s.bad_frames,
+                    timeouts: s.timeouts,
+                    exceptions: s.exceptions,
+                    transport_errors: s.transport_errors,
+                }
+            })
+            .collect();
         let snap = FloorSnapshot {
             site: self.site.name.clone(),
             timezone: self.site.timezone_name.clone(),
@@ -1040,8 +1068,40 @@ impl MainLoop {
             now_ms: now.as_millis(),
             rooms,
             devices,
+            buses,
         };
         self.snapshot.send_replace(Arc::new(snap));
+    }
+
+    /// A device going offline or coming back is an event in the activity log of every room
+    /// that uses it (and in the service log).
+    fn device_events(&mut self, devices: &[DeviceDto], now: Timestamp) {
+        for d in devices {
+            let before = self.device_states.insert(d.id.clone(), d.state);
+            let text = match (before, d.state) {
+                (Some(a), b) if a == b => continue,
+                (None | Some("connecting"), "online") => continue, // a normal start
+                (_, "offline") => format!(
+                    "device '{}' ({}) is offline: {}",
+                    d.id,
+                    d.address,
+                    d.last_error.as_deref().unwrap_or("no answer")
+                ),
+                (Some("offline"), "online") => format!("device '{}' is back online", d.id),
+                _ => continue,
+            };
+            tracing::warn!(device = %d.id, "{text}");
+            let rooms: Vec<RoomId> = self
+                .site
+                .rooms
+                .iter()
+                .filter(|r| r.bindings.values().any(|p| p.device == d.id))
+                .map(|r| r.config.id.clone())
+                .collect();
+            for room in rooms {
+                self.log(&room, "device", text.clone(), now);
+            }
+        }
     }
 }
 

@@ -271,6 +271,16 @@ credentials = ["0004512345"]
             .any(|d| d.id == "lights" && d.address == "bus rs485-1 unit 1")
     );
 
+    let r = http(running.addr, "GET", "/api/buses", None).await;
+    let bus = &r.body[0];
+    assert_eq!(bus["id"], "rs485-1");
+    assert_eq!(bus["open"], true);
+    assert!(
+        bus["frames_received"].as_u64().unwrap_or(0) > 10,
+        "{}",
+        r.text
+    );
+
     running.shutdown().await;
     rtu.shutdown();
     bac.stop().await.expect("stop");

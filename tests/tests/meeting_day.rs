@@ -525,6 +525,12 @@ async fn a_dead_device_makes_its_points_unavailable_and_never_releases_a_meeting
         .expect("pir");
     assert_eq!(pir["state"], "offline");
     assert!(pir["timeouts"].as_u64().unwrap_or(0) >= 1, "{pir}");
+    let log = h.activity("r1").await;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("device 'pir'") && l.contains("is offline")),
+        "the outage is an event in the room's log: {log:#?}"
+    );
     h.floor.sim("pir").set_silent(false);
     wait_for("pir back online", WAIT, || {
         gw.snapshot().devices.iter().all(|d| d.state == "online")
