@@ -11,13 +11,15 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use drivers::bacnet::sim::{BacnetSim, BacnetSimConfig};
+use drivers::sim::rtu::RtuSimBus;
 use drivers::sim::{SimDevice, SimKind};
 use scenes::Span;
 
 use crate::runtime::{BookingRequest, GatewayHandle, RoomAction};
 
 const TEMPLATE: &str = include_str!("demo/site.toml");
-const HVAC_ROOMS: [&str; 4] = ["101", "102", "103", "104"];
+const HVAC_ROOMS: [&str; 3] = ["102", "103", "104"];
 const STATUS_ROOMS: [&str; 7] = ["101", "102", "103", "104", "h1", "h2", "s1"];
 /// PIR input channel (discrete input address) per room.
 const PIR: [(&str, u16); 6] = [
@@ -30,10 +32,13 @@ const PIR: [(&str, u16); 6] = [
 ];
 const CYCLE: Duration = Duration::from_secs(20 * 60);
 
-/// The simulators of the demo floor, by device id.
+/// The simulators of the demo floor: Modbus TCP devices by id, an RS-485 line behind a
+/// serial server, and a BACnet controller.
 #[derive(Debug)]
 pub struct DemoFloor {
     pub sims: BTreeMap<String, SimDevice>,
+    pub rtu: RtuSimBus,
+    pub bacnet: BacnetSim,
 }
 
 impl DemoFloor {
@@ -46,7 +51,6 @@ impl DemoFloor {
             Ok(())
         };
         spawn("lights".into(), SimKind::LightModule).await?;
-        spawn("lights-huddle".into(), SimKind::LightModule).await?;
         spawn("sockets".into(), SimKind::SocketModule).await?;
         spawn("pir".into(), SimKind::PirInput).await?;
         spawn("curtain-103".into(), SimKind::CurtainMotor).await?;
@@ -58,7 +62,16 @@ impl DemoFloor {
         for r in STATUS_ROOMS {
             spawn(format!("status-{r}"), SimKind::StatusLight).await?;
         }
-        Ok(DemoFloor { sims })
+        let rtu = RtuSimBus::spawn_tcp(any, &[(1, SimKind::LightModule)]).await?;
+        let bacnet = BacnetSim::start(BacnetSimConfig::loopback(101))
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(DemoFloor { sims, rtu, bacnet })
+    }
+
+    /// How many simulated devices the floor has.
+    pub fn device_count(&self) -> usize {
+        self.sims.len() + 2
     }
 
     /// The demo site file with this floor's simulator ports filled in.
@@ -106,7 +119,11 @@ points = [{{ id = "colour", table = "holding_register", address = 0, type = "u16
         for (id, sim) in &self.sims {
             s = s.replace(&format!("@{id}@"), &sim.addr().port().to_string());
         }
-        s
+        s.replace(
+            "@rtu@",
+            &self.rtu.addr().map_or(0, |a| a.port()).to_string(),
+        )
+        .replace("@bacnet@", &self.bacnet.addr().to_string())
     }
 
     fn pir(&self, room: &str, present: bool) {
@@ -117,10 +134,12 @@ points = [{{ id = "colour", table = "holding_register", address = 0, type = "u16
         }
     }
 
-    pub fn shutdown(&self) {
+    pub async fn shutdown(self) {
         for s in self.sims.values() {
             s.shutdown();
         }
+        self.rtu.shutdown();
+        let _ = self.bacnet.stop().await;
     }
 }
 

@@ -121,6 +121,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let text = floor.site_toml(&timezone);
             if print_site {
                 print!("{text}");
+                if let Ok(floor) = Arc::try_unwrap(floor) {
+                    floor.shutdown().await;
+                }
                 return Ok(());
             }
             let site = gateway::site::load(&text)
@@ -137,15 +140,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let scenario = tokio::spawn(run_scenario(running.handle().clone(), floor.clone()));
             println!(
                 "\nroomgate demo: a simulated floor of {} devices is running.\n  floor page: http://{}/\n  rooms API:  http://{}/api/rooms\n  data dir:   {}\nPress Ctrl-C to stop.\n",
-                floor.sims.len(),
+                floor.device_count(),
                 running.addr,
                 running.addr,
                 data.display()
             );
             shutdown_signal().await;
             scenario.abort();
+            let _ = scenario.await;
             running.shutdown().await;
-            floor.shutdown();
+            if let Ok(floor) = Arc::try_unwrap(floor) {
+                floor.shutdown().await;
+            }
             Ok(())
         }
     }
