@@ -8,9 +8,11 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, sleep_until};
 
 use crate::modbus::codec::CodecError;
 use crate::point::{Access, Value};
@@ -230,6 +232,199 @@ pub(crate) struct PointInfo {
     pub(crate) access: Access,
 }
 
+/// The handles are gone (or the task was told to stop); the owner task should end.
+#[derive(Debug)]
+pub(crate) struct HandlesGone;
+
+/// The owner task's side of a device's [`DeviceHealth`]. Every protocol keeps its link state,
+/// last error and counters through this one type, so that watchers wake on the same things
+/// everywhere: a change of state or of `last_error`, never a counter alone.
+#[derive(Debug)]
+pub(crate) struct HealthSender {
+    /// The device's name, for logs.
+    device: String,
+    tx: watch::Sender<DeviceHealth>,
+}
+
+impl HealthSender {
+    /// A new device's health (connecting, no error, zero counters) and the receiver for its
+    /// handles.
+    pub(crate) fn channel(device: &str) -> (HealthSender, watch::Receiver<DeviceHealth>) {
+        let (tx, rx) = watch::channel(DeviceHealth {
+            state: LinkState::Connecting,
+            last_error: None,
+            counters: Counters::default(),
+        });
+        let sender = HealthSender {
+            device: device.to_owned(),
+            tx,
+        };
+        (sender, rx)
+    }
+
+    /// The current link state.
+    pub(crate) fn state(&self) -> LinkState {
+        self.tx.borrow().state
+    }
+
+    /// The current counters.
+    pub(crate) fn counters(&self) -> Counters {
+        self.tx.borrow().counters
+    }
+
+    /// Changes the counters without waking watchers.
+    pub(crate) fn count(&self, change: impl FnOnce(&mut Counters)) {
+        self.tx.send_if_modified(|h| {
+            change(&mut h.counters);
+            false
+        });
+    }
+
+    /// Sets the state and, when given, the last error; wakes watchers only if either changed.
+    /// Logs nothing: for owners that say in their own words what happened.
+    pub(crate) fn set_state(&self, state: LinkState, error: Option<String>) {
+        self.tx.send_if_modified(|h| {
+            let mut changed = h.state != state;
+            h.state = state;
+            if let Some(error) = error
+                && h.last_error.as_deref() != Some(error.as_str())
+            {
+                h.last_error = Some(error);
+                changed = true;
+            }
+            changed
+        });
+    }
+
+    /// The device answers: online, logged once on the change.
+    pub(crate) fn set_online(&self) {
+        let was = self.state();
+        self.set_state(LinkState::Online, None);
+        if was != LinkState::Online {
+            tracing::info!(device = %self.device, "device online");
+        }
+    }
+
+    /// The link failed: offline with `message` as the last error, logged once on the change.
+    pub(crate) fn set_offline(&self, message: String) {
+        let was = self.state();
+        self.set_state(LinkState::Offline, Some(message.clone()));
+        if was != LinkState::Offline {
+            tracing::warn!(device = %self.device, error = %message, "device offline");
+        }
+    }
+
+    /// A failure that leaves the link up (a device exception); wakes watchers only if the text
+    /// changed.
+    pub(crate) fn set_last_error(&self, message: String) {
+        self.tx.send_if_modified(|h| {
+            if h.last_error.as_deref() == Some(message.as_str()) {
+                false
+            } else {
+                h.last_error = Some(message);
+                true
+            }
+        });
+    }
+}
+
+/// The owner task's side of a device's [`PointUpdate`]s: remembers the last value sent per
+/// point, so that an update goes out only when a point's value changes.
+#[derive(Debug)]
+pub(crate) struct PointPublisher {
+    device: String,
+    /// Point names by index.
+    names: Vec<String>,
+    /// Last value sent per point: `None` = nothing sent yet, `Some(None)` = sent as unavailable.
+    sent: Vec<Option<Option<Value>>>,
+    updates: mpsc::Sender<PointUpdate>,
+}
+
+impl PointPublisher {
+    /// `names` are the device's points by index.
+    pub(crate) fn new(
+        device: &str,
+        names: Vec<String>,
+        updates: mpsc::Sender<PointUpdate>,
+    ) -> PointPublisher {
+        PointPublisher {
+            device: device.to_owned(),
+            sent: vec![None; names.len()],
+            names,
+            updates,
+        }
+    }
+
+    /// Sends an update if the point's value changed since the last one (`None`: unavailable).
+    pub(crate) async fn publish(&mut self, index: usize, value: Option<Value>) {
+        let (Some(slot), Some(point)) = (self.sent.get_mut(index), self.names.get(index)) else {
+            return;
+        };
+        if *slot == Some(value) {
+            return;
+        }
+        *slot = Some(value);
+        let update = PointUpdate {
+            device: self.device.clone(),
+            point: point.clone(),
+            value,
+        };
+        if self.updates.send(update).await.is_err() {
+            tracing::trace!(device = %self.device, "nobody listens to point updates");
+        }
+    }
+}
+
+/// The wait before the next connection attempt: starts at `min`, doubles after every wait up
+/// to `max`, and is back at `min` once the device answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The delay to wait now; the one after it is twice as long, at most `max`.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = delay.checked_mul(2).unwrap_or(self.max).min(self.max);
+        delay
+    }
+
+    /// The device answered: the next delay is `min` again.
+    pub(crate) fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    /// Waits out the next delay, failing handle requests with [`DriverError::Offline`]
+    /// meanwhile. `Err` as soon as every handle is gone.
+    pub(crate) async fn wait(
+        &mut self,
+        requests: &mut mpsc::Receiver<Request>,
+    ) -> Result<(), HandlesGone> {
+        let deadline = Instant::now() + self.next_delay();
+        loop {
+            tokio::select! {
+                biased;
+                request = requests.recv() => match request {
+                    Some(request) => request.fail(DriverError::Offline),
+                    None => return Err(HandlesGone),
+                },
+                () = sleep_until(deadline) => return Ok(()),
+            }
+        }
+    }
+}
+
 /// Cloneable access to one device's owner task. The task ends on [`DeviceHandle::shutdown`] or
 /// when the last handle is dropped.
 #[derive(Debug, Clone)]
@@ -363,5 +558,99 @@ impl DeviceHandle {
                 mpsc::error::TrySendError::Full(_) => DriverError::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => DriverError::Closed,
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_change_without_waking_watchers() {
+        let (health, mut rx) = HealthSender::channel("d");
+        health.count(|c| c.requests += 1);
+        assert!(!rx.has_changed().unwrap_or(true));
+        assert_eq!(rx.borrow_and_update().counters.requests, 1);
+        assert_eq!(health.counters().requests, 1);
+    }
+
+    #[test]
+    fn watchers_wake_on_state_and_error_changes_only() {
+        let (health, mut rx) = HealthSender::channel("d");
+        health.set_online();
+        assert!(rx.has_changed().unwrap_or(false));
+        rx.borrow_and_update();
+        health.set_online();
+        assert!(!rx.has_changed().unwrap_or(true));
+
+        health.set_last_error("exception 02".to_owned());
+        assert!(rx.has_changed().unwrap_or(false));
+        rx.borrow_and_update();
+        health.set_last_error("exception 02".to_owned());
+        assert!(!rx.has_changed().unwrap_or(true));
+
+        health.set_offline("no answer".to_owned());
+        let seen = rx.borrow_and_update().clone();
+        assert_eq!(seen.state, LinkState::Offline);
+        assert_eq!(seen.last_error.as_deref(), Some("no answer"));
+        health.set_offline("no answer".to_owned());
+        assert!(!rx.has_changed().unwrap_or(true));
+
+        // A stop keeps the last error.
+        health.set_state(LinkState::Online, None);
+        health.set_state(LinkState::Offline, None);
+        assert_eq!(health.state(), LinkState::Offline);
+        assert_eq!(rx.borrow().last_error.as_deref(), Some("no answer"));
+    }
+
+    #[tokio::test]
+    async fn a_point_update_goes_out_only_on_a_change() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut points = PointPublisher::new("d", vec!["a".to_owned(), "b".to_owned()], tx);
+        points.publish(0, Some(Value::Bool(true))).await;
+        points.publish(0, Some(Value::Bool(true))).await;
+        points.publish(1, None).await;
+        points.publish(1, None).await;
+        points.publish(0, None).await;
+        points.publish(2, None).await;
+        drop(points);
+        let mut seen = Vec::new();
+        while let Some(update) = rx.recv().await {
+            seen.push((update.point, update.value));
+        }
+        assert_eq!(
+            seen,
+            [
+                ("a".to_owned(), Some(Value::Bool(true))),
+                ("b".to_owned(), None),
+                ("a".to_owned(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_max_and_resets() {
+        let ms = Duration::from_millis;
+        let mut backoff = Backoff::new(ms(100), ms(350));
+        let delays: Vec<_> = (0..4).map(|_| backoff.next_delay()).collect();
+        assert_eq!(delays, [ms(100), ms(200), ms(350), ms(350)]);
+        backoff.reset();
+        assert_eq!(backoff.next_delay(), ms(100));
+
+        let mut huge = Backoff::new(Duration::MAX, Duration::MAX);
+        assert_eq!(huge.next_delay(), Duration::MAX);
+        assert_eq!(huge.next_delay(), Duration::MAX);
+    }
+
+    #[tokio::test]
+    async fn backoff_wait_refuses_requests_and_ends_with_the_handles() {
+        let (tx, mut rx) = mpsc::channel(4);
+        let (reply, answer) = oneshot::channel();
+        let queued = tx.try_send(Request::Read { index: 0, reply });
+        assert!(queued.is_ok());
+        drop(tx);
+        let mut backoff = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        assert!(backoff.wait(&mut rx).await.is_err());
+        assert_eq!(answer.await.ok(), Some(Err(DriverError::Offline)));
     }
 }

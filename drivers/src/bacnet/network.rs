@@ -22,9 +22,7 @@ use tokio::time::{Instant, timeout_at};
 
 use super::owner::{self, Owner};
 use super::point::{BacnetPoint, ObjectRef, ValueKind};
-use crate::device::{
-    Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointInfo, PointUpdate,
-};
+use crate::device::{DeviceHandle, DriverError, HealthSender, PointInfo, PointUpdate};
 use crate::point::Value;
 
 /// Settings of the gateway's BACnet/IP network on one interface.
@@ -290,11 +288,7 @@ impl BacnetNetwork {
             usable[index] = true;
         }
         let (commands_tx, commands_rx) = mpsc::channel(cfg.queue_depth);
-        let (health_tx, health_rx) = watch::channel(DeviceHealth {
-            state: LinkState::Connecting,
-            last_error: None,
-            counters: Counters::default(),
-        });
+        let (health_tx, health_rx) = HealthSender::channel(&cfg.device);
         let (stop_tx, mut stop_rx) = watch::channel(false);
         let mut net_stop = self.shared.stop.subscribe();
         let process_id = self.shared.next_process_id.fetch_add(1, Ordering::Relaxed);

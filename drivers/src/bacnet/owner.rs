@@ -12,16 +12,16 @@ use bacnet_types::enums::{AbortReason, ErrorClass};
 use bacnet_types::error::{Error as BacnetError, RemoteError};
 use bacnet_types::primitives::{ObjectIdentifier, PropertyValue};
 use bytes::BytesMut;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::network::{BacnetDeviceConfig, DeviceAddress, NetShared, addr_to_mac, decode_all};
 use super::point::BacnetPoint;
-use crate::device::{Counters, DeviceHealth, DriverError, LinkState, PointUpdate, Request};
+use crate::device::{
+    Backoff, DriverError, HandlesGone, HealthSender, LinkState, PointPublisher, PointUpdate,
+    Request,
+};
 use crate::point::Value;
-
-/// The handles are gone (or the task was told to stop).
-struct HandlesGone;
 
 enum SessionEnd {
     LinkDown(DriverError),
@@ -59,7 +59,7 @@ pub(super) struct Setup {
     pub(super) usable: Vec<bool>,
     pub(super) process_id: u32,
     pub(super) updates: mpsc::Sender<PointUpdate>,
-    pub(super) health: watch::Sender<DeviceHealth>,
+    pub(super) health: HealthSender,
     pub(super) commands: mpsc::Receiver<Request>,
 }
 
@@ -70,11 +70,10 @@ pub(super) struct Owner {
     usable: Vec<bool>,
     /// Wire identifiers of usable points.
     oids: Vec<Option<ObjectIdentifier>>,
-    published: Vec<Option<Option<Value>>>,
-    updates: mpsc::Sender<PointUpdate>,
-    health: watch::Sender<DeviceHealth>,
+    updates: PointPublisher,
+    health: HealthSender,
     commands: mpsc::Receiver<Request>,
-    backoff: Duration,
+    backoff: Backoff,
     process_id: u32,
     /// RPM batch size now; 0 = ReadProperty only (configured, or the device refused RPM).
     rpm_batch: usize,
@@ -93,16 +92,16 @@ impl Owner {
             .map(|(p, &usable)| usable.then(|| p.object.identifier().ok()).flatten())
             .collect();
         let notifications = setup.net.client.cov_notifications();
+        let names = setup.points.iter().map(|p| p.name.clone()).collect();
         Owner {
-            backoff: setup.cfg.backoff_min,
+            backoff: Backoff::new(setup.cfg.backoff_min, setup.cfg.backoff_max),
             rpm_batch: setup.cfg.rpm_max_properties,
-            published: vec![None; setup.points.len()],
+            updates: PointPublisher::new(&setup.cfg.device, names, setup.updates),
             net: setup.net,
             cfg: setup.cfg,
             points: setup.points,
             usable: setup.usable,
             oids,
-            updates: setup.updates,
             health: setup.health,
             commands: setup.commands,
             process_id: setup.process_id,
@@ -124,7 +123,7 @@ impl Owner {
                 },
             };
             self.go_offline(&error).await;
-            if self.wait_backoff().await.is_err() {
+            if self.backoff.wait(&mut self.commands).await.is_err() {
                 return;
             }
         }
@@ -152,11 +151,7 @@ impl Owner {
             let _ = timeout(self.net.cfg.apdu_timeout, cancel).await;
         }
         self.cov.clear();
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Offline;
-            h.state = LinkState::Offline;
-            changed
-        });
+        self.health.set_state(LinkState::Offline, None);
         tracing::debug!(device = %self.cfg.device, "driver stopped");
     }
 
@@ -175,7 +170,7 @@ impl Owner {
             DeviceAddress::Directed(addr) => Some(addr),
             DeviceAddress::Discover => None,
         };
-        let first_attempt = self.health.borrow().state == LinkState::Connecting;
+        let first_attempt = self.health.state() == LinkState::Connecting;
         let mut events = client.device_events();
         let range = DeviceInstanceRange::new(instance, instance).ok();
         let sent = match target {
@@ -183,7 +178,7 @@ impl Owner {
             None => client.who_is(range).await,
         };
         if let Err(error) = sent {
-            self.count(|c| c.transport_errors += 1);
+            self.health.count(|c| c.transport_errors += 1);
             return Ok(Err(DriverError::Transport(format!("Who-Is: {error}"))));
         }
         let deadline = Instant::now() + self.cfg.locate_timeout;
@@ -209,7 +204,7 @@ impl Owner {
                     None => return Err(HandlesGone),
                 },
                 () = sleep_until(deadline) => {
-                    self.count(|c| c.timeouts += 1);
+                    self.health.count(|c| c.timeouts += 1);
                     let whom = target.map_or_else(|| "a broadcast".to_owned(), |a| a.to_string());
                     return Ok(Err(DriverError::Transport(format!(
                         "device {instance} did not answer Who-Is ({whom}) within {} ms",
@@ -232,7 +227,7 @@ impl Owner {
         self.notifications = self.notifications.resubscribe();
         self.cov.clear();
         if !self.has_polled_points() {
-            self.set_online();
+            self.health.set_online();
         }
         self.subscribe_all().await?;
         let mut next_poll = Instant::now();
@@ -367,7 +362,7 @@ impl Owner {
                     && point.access.can_read()
                 {
                     let v = decoded.as_ref().and_then(|d| point.kind.to_value(d));
-                    self.publish(i, v).await;
+                    self.updates.publish(i, v).await;
                 }
             }
         }
@@ -468,7 +463,7 @@ impl Owner {
                     if value.is_none() {
                         tracing::debug!(device = %self.cfg.device, point = %self.points[i].name, "no usable value in the RPM answer");
                     }
-                    self.publish(i, value).await;
+                    self.updates.publish(i, value).await;
                 }
                 Ok(())
             }
@@ -506,11 +501,11 @@ impl Owner {
 
     async fn poll_single(&mut self, i: usize) -> Result<(), SessionEnd> {
         match self.read_point(i).await {
-            Ok(value) => self.publish(i, Some(value)).await,
+            Ok(value) => self.updates.publish(i, Some(value)).await,
             Err(error) if error.is_link_failure() => return Err(LinkDown(error).into()),
             Err(error) => {
                 tracing::debug!(device = %self.cfg.device, point = %self.points[i].name, %error, "point unavailable");
-                self.publish(i, None).await;
+                self.updates.publish(i, None).await;
             }
         }
         Ok(())
@@ -616,7 +611,7 @@ impl Owner {
                     return Err(LinkDown(error));
                 }
                 if let (Some(value), true) = (value, self.is_polled(index)) {
-                    self.publish(index, Some(value)).await;
+                    self.updates.publish(index, Some(value)).await;
                 }
                 Ok(())
             }
@@ -642,7 +637,7 @@ impl Owner {
         if written && self.is_polled(index) {
             // Show the effect at once (after a relinquish, the value the device fell back to).
             match self.read_point(index).await {
-                Ok(value) => self.publish(index, Some(value)).await,
+                Ok(value) => self.updates.publish(index, Some(value)).await,
                 Err(error) if error.is_link_failure() => return Err(LinkDown(error)),
                 Err(error) => {
                     tracing::debug!(device = %self.cfg.device, index, %error, "read-back after write failed");
@@ -659,7 +654,7 @@ impl Owner {
         service: &'static str,
         request: impl Future<Output = Result<T, BacnetError>>,
     ) -> Result<T, DriverError> {
-        self.count(|c| c.requests += 1);
+        self.health.count(|c| c.requests += 1);
         let answer = match timeout(self.net.cfg.request_deadline(), request).await {
             Err(_) => Err(DriverError::Timeout),
             Ok(Ok(answer)) => Ok(answer),
@@ -667,49 +662,30 @@ impl Owner {
         };
         match &answer {
             Ok(_) => {
-                self.count(|c| c.responses += 1);
+                self.health.count(|c| c.responses += 1);
                 self.answered();
             }
-            Err(DriverError::Timeout) => self.count(|c| c.timeouts += 1),
+            Err(DriverError::Timeout) => self.health.count(|c| c.timeouts += 1),
             Err(
                 error @ (DriverError::BacnetError { .. }
                 | DriverError::BacnetReject { .. }
                 | DriverError::BacnetAbort { .. }),
             ) => {
-                self.count(|c| {
+                self.health.count(|c| {
                     c.responses += 1;
                     c.exceptions += 1;
                 });
                 self.answered();
-                self.set_last_error(error.to_string());
+                self.health.set_last_error(error.to_string());
             }
-            Err(_) => self.count(|c| c.transport_errors += 1),
+            Err(_) => self.health.count(|c| c.transport_errors += 1),
         }
         answer
     }
 
     fn answered(&mut self) {
-        self.backoff = self.cfg.backoff_min;
-        self.set_online();
-    }
-
-    /// Sends an update if the point's value changed since the last one.
-    async fn publish(&mut self, index: usize, value: Option<Value>) {
-        let Some(slot) = self.published.get_mut(index) else {
-            return;
-        };
-        if *slot == Some(value) {
-            return;
-        }
-        *slot = Some(value);
-        let update = PointUpdate {
-            device: self.cfg.device.clone(),
-            point: self.points[index].name.clone(),
-            value,
-        };
-        if self.updates.send(update).await.is_err() {
-            tracing::trace!(device = %self.cfg.device, "nobody listens to point updates");
-        }
+        self.backoff.reset();
+        self.health.set_online();
     }
 
     async fn go_offline(&mut self, error: &DriverError) {
@@ -722,71 +698,14 @@ impl Owner {
             ),
             other => other.to_string(),
         };
-        let was = self.health.borrow().state;
-        self.set_last_error(message.clone());
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Offline;
-            h.state = LinkState::Offline;
-            changed
-        });
-        if was != LinkState::Offline {
-            tracing::warn!(device = %self.cfg.device, error = %message, "device offline");
-        }
+        self.health.set_offline(message);
         // Subscriptions are re-made when the device is back (it may have restarted).
         self.cov.clear();
         for index in 0..self.points.len() {
             if self.is_polled(index) {
-                self.publish(index, None).await;
+                self.updates.publish(index, None).await;
             }
         }
-    }
-
-    async fn wait_backoff(&mut self) -> Result<(), HandlesGone> {
-        let deadline = Instant::now() + self.backoff;
-        self.backoff = self
-            .backoff
-            .checked_mul(2)
-            .unwrap_or(self.cfg.backoff_max)
-            .min(self.cfg.backoff_max);
-        loop {
-            tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    Some(command) => command.fail(DriverError::Offline),
-                    None => return Err(HandlesGone),
-                },
-                () = sleep_until(deadline) => return Ok(()),
-            }
-        }
-    }
-
-    fn set_online(&self) {
-        let changed = self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Online;
-            h.state = LinkState::Online;
-            changed
-        });
-        if changed {
-            tracing::info!(device = %self.cfg.device, "device online");
-        }
-    }
-
-    fn set_last_error(&self, message: String) {
-        self.health.send_if_modified(|h| {
-            if h.last_error.as_deref() == Some(message.as_str()) {
-                false
-            } else {
-                h.last_error = Some(message);
-                true
-            }
-        });
-    }
-
-    fn count(&self, change: impl FnOnce(&mut Counters)) {
-        self.health.send_if_modified(|h| {
-            change(&mut h.counters);
-            false
-        });
     }
 }
 

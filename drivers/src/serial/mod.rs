@@ -28,7 +28,8 @@
 //!   one); [`DeviceHandle::write`] and `relinquish` answer
 //!   [`DriverError::NotWritable`](crate::device::DriverError::NotWritable): these devices are inputs.
 //!
-//! Health: [`LinkState::Online`] once the port is open; [`LinkState::Offline`] with the reason
+//! Health: [`LinkState::Online`](crate::device::LinkState::Online) once the port is open;
+//! [`LinkState::Offline`](crate::device::LinkState::Offline) with the reason
 //! in `last_error` when the port cannot be opened, disappears (a USB adapter unplugged: the read
 //! fails or ends) or, with `silence_timeout` set, when no well-formed frame (event, heartbeat or
 //! unrecognised frame) arrived for that long. Going offline publishes `None` for every point.
@@ -136,9 +137,7 @@ pub use pattern::{Pattern, PatternError};
 pub use profile::{Profile, ProfileError, ProfileSpec};
 pub use transport::{DataBits, Parity, SerialPortConfig, SerialTransport, StopBits, TtyTransport};
 
-use crate::device::{
-    Counters, CredentialRead, DeviceHandle, DeviceHealth, LinkState, PointInfo, PointUpdate,
-};
+use crate::device::{CredentialRead, DeviceHandle, HealthSender, PointInfo, PointUpdate};
 use crate::point::Access;
 
 /// Settings of one serial line device.
@@ -341,11 +340,7 @@ pub fn spawn_serial_device_on<T: SerialTransport>(
         })
         .collect();
     let (requests_tx, requests_rx) = mpsc::channel(cfg.queue_depth);
-    let (health_tx, health_rx) = watch::channel(DeviceHealth {
-        state: LinkState::Connecting,
-        last_error: None,
-        counters: Counters::default(),
-    });
+    let (health_tx, health_rx) = HealthSender::channel(&cfg.device);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let device = cfg.device.clone();
     let mut owner = owner::Owner::new(cfg, transport, updates, credentials, health_tx, requests_rx);

@@ -1,16 +1,15 @@
 //! The owner task of one serial line device: opens the port, feeds the decoder, publishes occupancy and credentials, tracks liveness, reopens with backoff.
 
-use std::time::Duration;
-
 use tokio::io::AsyncReadExt as _;
-use tokio::sync::{mpsc, watch};
-use tokio::time::{Instant, sleep, sleep_until};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
 
 use super::SerialDeviceConfig;
 use super::codec::{Decoded, Decoder, FrameEvent};
 use super::transport::SerialTransport;
 use crate::device::{
-    Counters, CredentialRead, DeviceHealth, DriverError, LinkState, PointUpdate, Request,
+    Backoff, CredentialRead, DriverError, HandlesGone, HealthSender, LinkState, PointPublisher,
+    PointUpdate, Request,
 };
 use crate::point::Value;
 
@@ -20,9 +19,6 @@ enum SessionEnd {
     HandlesGone,
 }
 
-/// The handles are gone.
-struct HandlesGone;
-
 pub(super) struct Owner<T> {
     cfg: SerialDeviceConfig,
     transport: T,
@@ -31,13 +27,11 @@ pub(super) struct Owner<T> {
     points: Vec<String>,
     /// Latest value per point since the device was last online.
     values: Vec<Option<bool>>,
-    /// Last value sent per point: `None` = nothing sent yet, `Some(None)` = sent as unavailable.
-    published: Vec<Option<Option<bool>>>,
-    updates: mpsc::Sender<PointUpdate>,
+    updates: PointPublisher,
     credentials: mpsc::Sender<CredentialRead>,
-    health: watch::Sender<DeviceHealth>,
+    health: HealthSender,
     commands: mpsc::Receiver<Request>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl<T: SerialTransport> Owner<T> {
@@ -46,19 +40,18 @@ impl<T: SerialTransport> Owner<T> {
         transport: T,
         updates: mpsc::Sender<PointUpdate>,
         credentials: mpsc::Sender<CredentialRead>,
-        health: watch::Sender<DeviceHealth>,
+        health: HealthSender,
         commands: mpsc::Receiver<Request>,
     ) -> Self {
         let points = cfg.profile.points().to_vec();
         Owner {
             decoder: Decoder::new(&cfg.profile),
             values: vec![None; points.len()],
-            published: vec![None; points.len()],
-            backoff: cfg.backoff_min,
+            updates: PointPublisher::new(&cfg.device, points.clone(), updates),
+            backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
             points,
             cfg,
             transport,
-            updates,
             credentials,
             health,
             commands,
@@ -76,9 +69,9 @@ impl<T: SerialTransport> Owner<T> {
                     SessionEnd::PortLost(reason) => reason,
                 },
             };
-            self.count(|c| c.transport_errors += 1);
+            self.health.count(|c| c.transport_errors += 1);
             self.go_offline(reason).await;
-            if self.wait_backoff().await.is_err() {
+            if self.backoff.wait(&mut self.commands).await.is_err() {
                 return;
             }
         }
@@ -87,11 +80,7 @@ impl<T: SerialTransport> Owner<T> {
     /// Called once the task is told to stop: refuse further requests, report the link as down.
     pub(super) fn stopped(&mut self) {
         self.commands.close();
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Offline;
-            h.state = LinkState::Offline;
-            changed
-        });
+        self.health.set_state(LinkState::Offline, None);
         tracing::debug!(device = %self.cfg.device, "serial driver stopped");
     }
 
@@ -158,7 +147,7 @@ impl<T: SerialTransport> Owner<T> {
                 }
                 () = sleep_until(silence_deadline), if silence.is_some() => {
                     silent = true;
-                    self.count(|c| c.timeouts += 1);
+                    self.health.count(|c| c.timeouts += 1);
                     let quiet = silence.unwrap_or_default();
                     self.go_offline(format!("no frame from the device for {} ms", quiet.as_millis())).await;
                 }
@@ -172,7 +161,7 @@ impl<T: SerialTransport> Owner<T> {
         for item in out.drain(..) {
             if item.is_frame() {
                 frame_seen = true;
-                self.count(|c| c.responses += 1);
+                self.health.count(|c| c.responses += 1);
             }
             match item {
                 Decoded::Event(FrameEvent::Occupancy { point, occupied }) => {
@@ -182,7 +171,9 @@ impl<T: SerialTransport> Owner<T> {
                     if let Some(value) = self.values.get_mut(index) {
                         *value = Some(occupied);
                     }
-                    self.publish(index, Some(occupied)).await;
+                    self.updates
+                        .publish(index, Some(Value::Bool(occupied)))
+                        .await;
                 }
                 Decoded::Event(FrameEvent::Credential {
                     reader,
@@ -201,35 +192,14 @@ impl<T: SerialTransport> Owner<T> {
                 Decoded::Event(FrameEvent::Heartbeat) => {}
                 Decoded::Bad(bad) => {
                     tracing::debug!(device = %self.cfg.device, ?bad, "bad frame dropped");
-                    self.count(|c| c.bad_frames += 1);
+                    self.health.count(|c| c.bad_frames += 1);
                 }
             }
         }
         if frame_seen {
-            self.backoff = self.cfg.backoff_min;
+            self.backoff.reset();
         }
         frame_seen
-    }
-
-    /// Sends a point's value if it differs from the last one sent.
-    async fn publish(&mut self, index: usize, value: Option<bool>) {
-        let Some(slot) = self.published.get_mut(index) else {
-            return;
-        };
-        if *slot == Some(value) {
-            return;
-        }
-        *slot = Some(value);
-        let Some(point) = self.points.get(index) else {
-            return;
-        };
-        let update = PointUpdate {
-            device: self.cfg.device.clone(),
-            point: point.clone(),
-            value: value.map(Value::Bool),
-        };
-        // The gateway dropping its receiver means it is shutting down; nothing to do.
-        let _ = self.updates.send(update).await;
     }
 
     fn serve(&mut self, request: Request) {
@@ -251,48 +221,18 @@ impl<T: SerialTransport> Owner<T> {
         }
     }
 
+    /// Online without the generic "device online" line: the port opening and the device
+    /// talking again are logged where they happen.
     fn set_online(&mut self) {
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Online;
-            h.state = LinkState::Online;
-            changed
-        });
+        self.health.set_state(LinkState::Online, None);
     }
 
     async fn go_offline(&mut self, reason: String) {
         tracing::warn!(device = %self.cfg.device, %reason, "serial device offline");
-        self.health.send_modify(|h| {
-            h.state = LinkState::Offline;
-            h.last_error = Some(reason);
-        });
+        self.health.set_state(LinkState::Offline, Some(reason));
         self.values.iter_mut().for_each(|v| *v = None);
         for index in 0..self.points.len() {
-            self.publish(index, None).await;
+            self.updates.publish(index, None).await;
         }
-    }
-
-    /// Waits out the backoff (answering requests with `Offline`) and doubles it.
-    async fn wait_backoff(&mut self) -> Result<(), HandlesGone> {
-        let wait = sleep(self.backoff);
-        tokio::pin!(wait);
-        self.backoff = (self.backoff * 2).min(self.cfg.backoff_max);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut wait => return Ok(()),
-                request = self.commands.recv() => match request {
-                    Some(request) => request.fail(DriverError::Offline),
-                    None => return Err(HandlesGone),
-                },
-            }
-        }
-    }
-
-    fn count(&self, f: impl FnOnce(&mut Counters)) {
-        // Counters change silently (watchers wake on state changes only).
-        self.health.send_if_modified(|h| {
-            f(&mut h.counters);
-            false
-        });
     }
 }

@@ -69,7 +69,7 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::device::{Counters, DeviceHandle, DeviceHealth, LinkState, PointInfo, PointUpdate};
+use crate::device::{Counters, DeviceHandle, HealthSender, PointInfo, PointUpdate};
 use crate::point::{ModbusPoint, PointError, validate_points};
 
 /// How the bus is reached.
@@ -287,7 +287,7 @@ pub struct RtuUnitStats {
     pub state: UnitState,
     /// Block reads answered (exceptions included).
     pub polls: u64,
-    /// The unit's own counters (as in its [`DeviceHealth`]).
+    /// The unit's own counters (as in its [`DeviceHealth`](crate::device::DeviceHealth)).
     pub counters: Counters,
 }
 
@@ -465,11 +465,7 @@ pub fn spawn_rtu_bus(
     let mut unit_stats = Vec::new();
     for u in units {
         let (requests_tx, requests_rx) = mpsc::channel(cfg.queue_depth);
-        let (health_tx, health_rx) = watch::channel(DeviceHealth {
-            state: LinkState::Connecting,
-            last_error: None,
-            counters: Counters::default(),
-        });
+        let (health_tx, health_rx) = HealthSender::channel(&u.device);
         let (stop_tx, stop_rx) = watch::channel(false);
         let infos = u
             .points

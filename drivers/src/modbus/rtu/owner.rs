@@ -17,7 +17,8 @@ use super::frame::{MAX_FRAME, RtuRequest, RtuResponse, Scan, scan_response};
 use super::timing::{LineClock, Parity};
 use super::{RtuBusConfig, RtuBusStats, RtuLink, RtuUnitConfig, UnitState};
 use crate::device::{
-    Counters, DeviceHealth, DriverError, LinkState, PointUpdate, Request as DeviceRequest,
+    Backoff, DriverError, HealthSender, LinkState, PointPublisher, PointUpdate,
+    Request as DeviceRequest,
 };
 use crate::modbus::codec::{self, Encoded, Raw, ReadBlock};
 use crate::modbus::schedule::PollSchedule;
@@ -33,7 +34,7 @@ type Io = Box<dyn Line>;
 pub(super) struct UnitSetup {
     pub(super) cfg: RtuUnitConfig,
     pub(super) points: Arc<[ModbusPoint]>,
-    pub(super) health: watch::Sender<DeviceHealth>,
+    pub(super) health: HealthSender,
     pub(super) requests: mpsc::Receiver<DeviceRequest>,
     pub(super) stop: watch::Receiver<bool>,
 }
@@ -99,13 +100,12 @@ struct Unit {
     points: Arc<[ModbusPoint]>,
     schedule: PollSchedule,
     cycle: Option<Cycle>,
-    /// Last value sent per point: `None` = nothing sent yet, `Some(None)` = unavailable.
-    published: Vec<Option<Option<Value>>>,
-    health: watch::Sender<DeviceHealth>,
+    updates: PointPublisher,
+    health: HealthSender,
     requests: mpsc::Receiver<DeviceRequest>,
     state: UnitState,
     next_probe: Instant,
-    backoff: Duration,
+    backoff: Backoff,
     polls: u64,
 }
 
@@ -113,34 +113,12 @@ impl Unit {
     fn is_polled(&self, index: usize) -> bool {
         self.points.get(index).is_some_and(|p| p.access.can_read())
     }
-
-    fn count(&self, change: impl FnOnce(&mut Counters)) {
-        self.health.send_if_modified(|h| {
-            change(&mut h.counters);
-            false
-        });
-    }
-
-    fn set_state(&self, state: LinkState, error: Option<String>) {
-        self.health.send_if_modified(|h| {
-            let mut changed = h.state != state;
-            h.state = state;
-            if let Some(e) = error
-                && h.last_error.as_deref() != Some(e.as_str())
-            {
-                h.last_error = Some(e);
-                changed = true;
-            }
-            changed
-        });
-    }
 }
 
 pub(super) struct BusOwner {
     cfg: RtuBusConfig,
     units: Vec<Unit>,
     stops: Vec<watch::Receiver<bool>>,
-    updates: mpsc::Sender<PointUpdate>,
     stats: watch::Sender<RtuBusStats>,
     started: Instant,
     clock: LineClock,
@@ -148,7 +126,7 @@ pub(super) struct BusOwner {
     buf: Vec<u8>,
     /// Unit to look at first in the priority lane (round robin).
     next_lane: usize,
-    port_backoff: Duration,
+    port_backoff: Backoff,
 }
 
 impl BusOwner {
@@ -165,8 +143,9 @@ impl BusOwner {
             let blocks = codec::plan_reads(&s.points, cfg.max_gap);
             let schedule = PollSchedule::new(blocks, s.cfg.poll_interval);
             stops.push(s.stop);
+            let names = s.points.iter().map(|p| p.name.clone()).collect();
             units.push(Unit {
-                published: vec![None; s.points.len()],
+                updates: PointPublisher::new(&s.cfg.device, names, updates.clone()),
                 points: s.points,
                 schedule,
                 cycle: None,
@@ -174,18 +153,17 @@ impl BusOwner {
                 requests: s.requests,
                 state: UnitState::Connecting,
                 next_probe: now,
-                backoff: cfg.backoff_min,
+                backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
                 polls: 0,
                 cfg: s.cfg,
             });
         }
         BusOwner {
             clock: LineClock::new(cfg.link.line()),
-            port_backoff: cfg.backoff_min,
+            port_backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
             cfg,
             units,
             stops,
-            updates,
             stats,
             started: now,
             buf: Vec::with_capacity(MAX_FRAME * 2),
@@ -257,7 +235,7 @@ impl BusOwner {
         match result {
             Ok(io) => {
                 tracing::debug!(bus = %self.cfg.name, "bus port open");
-                self.port_backoff = self.cfg.backoff_min;
+                self.port_backoff.reset();
                 self.stat(|s| s.open = true);
                 self.clock = LineClock::new(self.cfg.link.line());
                 let now = Instant::now();
@@ -286,8 +264,7 @@ impl BusOwner {
         &mut self,
         stops: &mut FuturesUnordered<StopFuture>,
     ) -> Result<(), Finished> {
-        let deadline = Instant::now() + self.port_backoff;
-        self.port_backoff = (self.port_backoff * 2).min(self.cfg.backoff_max);
+        let deadline = Instant::now() + self.port_backoff.next_delay();
         loop {
             let units = &mut self.units;
             tokio::select! {
@@ -318,7 +295,7 @@ impl BusOwner {
         for unit in &self.units {
             if unit.schedule.is_empty() && unit.state == UnitState::Connecting {
                 // Nothing to poll: the open port is all the evidence there will be.
-                unit.set_state(LinkState::Online, None);
+                unit.health.set_state(LinkState::Online, None);
             }
         }
         loop {
@@ -492,8 +469,7 @@ impl BusOwner {
         self.read_block(io, u, &block, 1).await?;
         if self.units[u].state == UnitState::Quarantined {
             let unit = &mut self.units[u];
-            unit.next_probe = Instant::now() + unit.backoff;
-            unit.backoff = (unit.backoff * 2).min(self.cfg.backoff_max);
+            unit.next_probe = Instant::now() + unit.backoff.next_delay();
         }
         Ok(())
     }
@@ -533,7 +509,7 @@ impl BusOwner {
                     if let Err(error) = &value {
                         tracing::debug!(device = %self.units[u].cfg.device, point = %points[i].name, %error, "point unavailable");
                     }
-                    self.publish(u, i, value.ok()).await;
+                    self.units[u].updates.publish(i, value.ok()).await;
                 }
                 Ok(false)
             }
@@ -542,7 +518,7 @@ impl BusOwner {
                 self.sync_unit_stats(u);
                 tracing::debug!(device = %self.units[u].cfg.device, start = block.start, count = block.count, code, "block read refused");
                 for &i in &block.points {
-                    self.publish(u, i, None).await;
+                    self.units[u].updates.publish(i, None).await;
                 }
                 Ok(block.points.len() > 1 && code == 0x02)
             }
@@ -587,7 +563,7 @@ impl BusOwner {
                 if written && self.units[u].is_polled(index) {
                     // Show the effect at once instead of waiting for the next poll.
                     if let Ok(value) = self.read_point(io, u, index, attempts).await? {
-                        self.publish(u, index, Some(value)).await;
+                        self.units[u].updates.publish(index, Some(value)).await;
                     }
                 }
             }
@@ -596,7 +572,7 @@ impl BusOwner {
                 let value = result.as_ref().ok().copied();
                 let _ = reply.send(result);
                 if let (Some(value), true) = (value, self.units[u].is_polled(index)) {
-                    self.publish(u, index, Some(value)).await;
+                    self.units[u].updates.publish(index, Some(value)).await;
                 }
             }
             DeviceRequest::Relinquish { reply, .. } => {
@@ -695,7 +671,9 @@ impl BusOwner {
                     function: request.function(),
                     code,
                 };
-                self.units[u].set_state(LinkState::Online, Some(error.to_string()));
+                self.units[u]
+                    .health
+                    .set_state(LinkState::Online, Some(error.to_string()));
                 error
             }
             Answer::Silence => {
@@ -733,7 +711,7 @@ impl BusOwner {
                 .map_err(|e| LinkDown(format!("write: {e}")))?;
             let sent = Instant::now();
             self.clock.sent(sent, frame.len());
-            self.units[u].count(|c| c.requests += 1);
+            self.units[u].health.count(|c| c.requests += 1);
             self.stat(|s| s.frames_sent += 1);
             let deadline = sent
                 + self.clock.transfer_time(frame.len(), response_len)
@@ -766,13 +744,13 @@ impl BusOwner {
             };
             let now = Instant::now();
             if garbage || (answer.is_none() && !self.buf.is_empty()) {
-                self.units[u].count(|c| c.bad_frames += 1);
+                self.units[u].health.count(|c| c.bad_frames += 1);
                 self.stat(|s| s.bad_frames += 1);
             }
             match answer {
                 Some((len, answer)) => {
                     self.clock.received(now, len);
-                    self.units[u].count(|c| c.responses += 1);
+                    self.units[u].health.count(|c| c.responses += 1);
                     self.stat(|s| s.frames_received += 1);
                     self.sync_unit_stats(u);
                     if self.units[u].state != UnitState::Online {
@@ -781,7 +759,7 @@ impl BusOwner {
                     return Ok(match answer {
                         Ok(data) => Answer::Data(data),
                         Err(code) => {
-                            self.units[u].count(|c| c.exceptions += 1);
+                            self.units[u].health.count(|c| c.exceptions += 1);
                             self.stat(|s| s.exceptions += 1);
                             Answer::Exception(code)
                         }
@@ -789,7 +767,7 @@ impl BusOwner {
                 }
                 None => {
                     self.clock.noise(now);
-                    self.units[u].count(|c| c.timeouts += 1);
+                    self.units[u].health.count(|c| c.timeouts += 1);
                     self.stat(|s| s.timeouts += 1);
                     self.sync_unit_stats(u);
                 }
@@ -823,7 +801,6 @@ impl BusOwner {
 
     fn set_online(&mut self, u: usize) {
         let now = Instant::now();
-        let backoff_min = self.cfg.backoff_min;
         let unit = &mut self.units[u];
         if unit.state == UnitState::Quarantined || unit.state == UnitState::Connecting {
             if unit.state == UnitState::Quarantined {
@@ -832,8 +809,8 @@ impl BusOwner {
             }
             unit.state = UnitState::Online;
         }
-        unit.backoff = backoff_min;
-        unit.set_state(LinkState::Online, None);
+        unit.backoff.reset();
+        unit.health.set_state(LinkState::Online, None);
         self.publish_unit_state(u);
     }
 
@@ -841,7 +818,6 @@ impl BusOwner {
     /// after its backoff.
     async fn quarantine(&mut self, u: usize) {
         let now = Instant::now();
-        let max = self.cfg.backoff_max;
         let unit = &mut self.units[u];
         if unit.state == UnitState::Stopped {
             return;
@@ -850,8 +826,7 @@ impl BusOwner {
         unit.cycle = None;
         if was != UnitState::Quarantined {
             unit.state = UnitState::Quarantined;
-            unit.next_probe = now + unit.backoff;
-            unit.backoff = (unit.backoff * 2).min(max);
+            unit.next_probe = now + unit.backoff.next_delay();
             let message = format!(
                 "unit {} did not answer within {} ms ({} tries)",
                 unit.cfg.unit,
@@ -859,7 +834,7 @@ impl BusOwner {
                 1 + u32::from(unit.cfg.retries)
             );
             tracing::warn!(device = %unit.cfg.device, error = %message, "unit quarantined");
-            unit.set_state(LinkState::Offline, Some(message));
+            unit.health.set_state(LinkState::Offline, Some(message));
             while let Ok(request) = unit.requests.try_recv() {
                 request.fail(DriverError::Offline);
             }
@@ -877,7 +852,8 @@ impl BusOwner {
             }
             unit.cycle = None;
             unit.state = UnitState::Quarantined;
-            unit.set_state(LinkState::Offline, Some(format!("bus port: {error}")));
+            unit.health
+                .set_state(LinkState::Offline, Some(format!("bus port: {error}")));
             while let Ok(request) = unit.requests.try_recv() {
                 request.fail(DriverError::Offline);
             }
@@ -889,7 +865,7 @@ impl BusOwner {
     async fn unit_unavailable(&mut self, u: usize) {
         for index in 0..self.units[u].points.len() {
             if self.units[u].is_polled(index) {
-                self.publish(u, index, None).await;
+                self.units[u].updates.publish(index, None).await;
             }
         }
     }
@@ -912,7 +888,7 @@ impl BusOwner {
             while let Ok(request) = unit.requests.try_recv() {
                 request.fail(DriverError::Closed);
             }
-            unit.set_state(LinkState::Offline, None);
+            unit.health.set_state(LinkState::Offline, None);
             tracing::debug!(device = %unit.cfg.device, "unit stopped");
             self.publish_unit_state(u);
         }
@@ -935,26 +911,6 @@ impl BusOwner {
         tracing::debug!(bus = %self.cfg.name, "bus stopped");
     }
 
-    /// Sends an update if the point's value changed since the last one.
-    async fn publish(&mut self, u: usize, index: usize, value: Option<Value>) {
-        let unit = &mut self.units[u];
-        let Some(slot) = unit.published.get_mut(index) else {
-            return;
-        };
-        if *slot == Some(value) {
-            return;
-        }
-        *slot = Some(value);
-        let update = PointUpdate {
-            device: unit.cfg.device.clone(),
-            point: unit.points[index].name.clone(),
-            value,
-        };
-        if self.updates.send(update).await.is_err() {
-            tracing::trace!(bus = %self.cfg.name, "nobody listens to point updates");
-        }
-    }
-
     /// Counters change without waking stats watchers.
     fn stat(&self, change: impl FnOnce(&mut RtuBusStats)) {
         let elapsed = self.started.elapsed();
@@ -968,7 +924,7 @@ impl BusOwner {
     /// Copies a unit's poll count and counters into the statistics without waking watchers.
     fn sync_unit_stats(&self, u: usize) {
         let unit = &self.units[u];
-        let counters = unit.health.borrow().counters;
+        let counters = unit.health.counters();
         let elapsed = self.started.elapsed();
         self.stats.send_if_modified(|s| {
             s.elapsed = elapsed;
@@ -983,7 +939,7 @@ impl BusOwner {
     /// Copies a unit's state and counters into the statistics and wakes watchers.
     fn publish_unit_state(&self, u: usize) {
         let unit = &self.units[u];
-        let counters = unit.health.borrow().counters;
+        let counters = unit.health.counters();
         let elapsed = self.started.elapsed();
         self.stats.send_modify(|s| {
             s.elapsed = elapsed;

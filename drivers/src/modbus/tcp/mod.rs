@@ -31,10 +31,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::device::PointInfo;
 pub use crate::device::{
     Counters, DeviceHandle, DeviceHealth, DriverError, LinkState, PointUpdate,
 };
+use crate::device::{HealthSender, PointInfo};
 use crate::point::ModbusPoint;
 
 /// Settings of one Modbus TCP device.
@@ -129,11 +129,7 @@ pub fn spawn_tcp_device(
     }
 
     let (commands_tx, commands_rx) = mpsc::channel(cfg.queue_depth);
-    let (health_tx, health_rx) = watch::channel(DeviceHealth {
-        state: LinkState::Connecting,
-        last_error: None,
-        counters: Counters::default(),
-    });
+    let (health_tx, health_rx) = HealthSender::channel(&cfg.device);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     let device = cfg.device.clone();
     let mut owner = owner::Owner::new(

@@ -4,22 +4,19 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_modbus::client::{Client as _, Context};
 use tokio_modbus::{Request, Response, Slave};
 
-use super::{Counters, DeviceHealth, DriverError, LinkState, PointUpdate, TcpDeviceConfig};
-use crate::device::Request as DeviceRequest;
+use super::{DriverError, LinkState, PointUpdate, TcpDeviceConfig};
+use crate::device::{Backoff, HandlesGone, HealthSender, PointPublisher, Request as DeviceRequest};
 use crate::modbus::codec::{self, Encoded, Raw, ReadBlock};
 use crate::modbus::schedule::PollSchedule;
 use crate::point::{ModbusPoint, ModbusTable, Value};
 
 /// A request failed in a way that ends the connection.
 struct LinkDown(DriverError);
-
-/// The handles are gone; the task should end.
-struct HandlesGone;
 
 /// Why a session ended.
 enum SessionEnd {
@@ -61,12 +58,10 @@ pub(super) struct Owner {
     usable: Vec<bool>,
     /// Block reads grouped by poll interval.
     schedule: PollSchedule,
-    /// Last value sent per point: `None` = nothing sent yet, `Some(None)` = sent as unavailable.
-    published: Vec<Option<Option<Value>>>,
-    updates: mpsc::Sender<PointUpdate>,
-    health: watch::Sender<DeviceHealth>,
+    updates: PointPublisher,
+    health: HealthSender,
     commands: mpsc::Receiver<DeviceRequest>,
-    backoff: Duration,
+    backoff: Backoff,
 }
 
 impl Owner {
@@ -75,7 +70,7 @@ impl Owner {
         points: Arc<[ModbusPoint]>,
         usable: Vec<bool>,
         updates: mpsc::Sender<PointUpdate>,
-        health: watch::Sender<DeviceHealth>,
+        health: HealthSender,
         commands: mpsc::Receiver<DeviceRequest>,
     ) -> Self {
         let mut blocks = codec::plan_reads(&points, cfg.max_gap);
@@ -86,14 +81,14 @@ impl Owner {
         }
         blocks.retain(|b| !b.points.is_empty());
         let schedule = PollSchedule::new(blocks, cfg.poll_interval);
+        let names = points.iter().map(|p| p.name.clone()).collect();
         Owner {
-            backoff: cfg.backoff_min,
-            published: vec![None; points.len()],
+            backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
+            updates: PointPublisher::new(&cfg.device, names, updates),
             cfg,
             points,
             usable,
             schedule,
-            updates,
             health,
             commands,
         }
@@ -111,7 +106,7 @@ impl Owner {
                 },
             };
             self.go_offline(&error).await;
-            if self.wait_backoff().await.is_err() {
+            if self.backoff.wait(&mut self.commands).await.is_err() {
                 return;
             }
         }
@@ -120,11 +115,7 @@ impl Owner {
     /// Called once the task is told to stop: refuse further requests, report the link as down.
     pub(super) fn stopped(&mut self) {
         self.commands.close();
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Offline;
-            h.state = LinkState::Offline;
-            changed
-        });
+        self.health.set_state(LinkState::Offline, None);
         tracing::debug!(device = %self.cfg.device, "driver stopped");
     }
 
@@ -132,7 +123,7 @@ impl Owner {
     /// requests arriving meanwhile fail fast with `Offline`; during the very first attempt they
     /// wait in the queue.
     async fn connect(&mut self) -> Result<Result<Context, DriverError>, HandlesGone> {
-        let first_attempt = self.health.borrow().state == LinkState::Connecting;
+        let first_attempt = self.health.state() == LinkState::Connecting;
         let addr = self.cfg.addr;
         let attempt = timeout(
             self.cfg.request_timeout,
@@ -149,11 +140,11 @@ impl Owner {
                             Ok(context)
                         }
                         Ok(Err(error)) => {
-                            self.count(|c| c.transport_errors += 1);
+                            self.health.count(|c| c.transport_errors += 1);
                             Err(DriverError::Transport(format!("connect to {addr}: {error}")))
                         }
                         Err(_) => {
-                            self.count(|c| c.timeouts += 1);
+                            self.health.count(|c| c.timeouts += 1);
                             Err(DriverError::Timeout)
                         }
                     });
@@ -180,7 +171,7 @@ impl Owner {
     ) -> Result<std::convert::Infallible, SessionEnd> {
         if self.schedule.is_empty() {
             // Nothing to poll: a connection is all the evidence there will be.
-            self.set_online();
+            self.health.set_online();
         }
         self.schedule.start(Instant::now());
         loop {
@@ -254,7 +245,7 @@ impl Owner {
                     if let Err(error) = &value {
                         tracing::debug!(device = %self.cfg.device, point = %points[i].name, %error, "point unavailable");
                     }
-                    self.publish(i, value.ok()).await;
+                    self.updates.publish(i, value.ok()).await;
                 }
                 Ok(false)
             }
@@ -262,7 +253,7 @@ impl Owner {
             Err(error) => {
                 tracing::debug!(device = %self.cfg.device, start = block.start, count = block.count, %error, "block read refused");
                 for &i in &block.points {
-                    self.publish(i, None).await;
+                    self.updates.publish(i, None).await;
                 }
                 let merged = block.points.len() > 1;
                 Ok(merged && matches!(error, DriverError::Exception { code: 0x02, .. }))
@@ -350,7 +341,7 @@ impl Owner {
                     return Err(LinkDown(error));
                 }
                 if let (Some(value), true) = (value, self.is_polled(index)) {
-                    self.publish(index, Some(value)).await;
+                    self.updates.publish(index, Some(value)).await;
                 }
                 Ok(())
             }
@@ -364,7 +355,7 @@ impl Owner {
 
     async fn refresh(&mut self, context: &mut Context, index: usize) -> Result<(), LinkDown> {
         match self.read_point(context, index).await {
-            Ok(value) => self.publish(index, Some(value)).await,
+            Ok(value) => self.updates.publish(index, Some(value)).await,
             Err(error) if error.is_link_failure() => return Err(LinkDown(error)),
             Err(error) => {
                 tracing::debug!(device = %self.cfg.device, index, %error, "read-back after write failed");
@@ -458,7 +449,7 @@ impl Owner {
     }
 
     fn malformed(&self, what: &str) -> DriverError {
-        self.count(|c| c.transport_errors += 1);
+        self.health.count(|c| c.transport_errors += 1);
         DriverError::Transport(format!("malformed answer: {what}"))
     }
 
@@ -470,49 +461,30 @@ impl Owner {
         request: Request<'_>,
     ) -> Result<Response, DriverError> {
         let function = request.function_code().value();
-        self.count(|c| c.requests += 1);
+        self.health.count(|c| c.requests += 1);
         match timeout(self.cfg.request_timeout, context.call(request)).await {
             Err(_) => {
-                self.count(|c| c.timeouts += 1);
+                self.health.count(|c| c.timeouts += 1);
                 Err(DriverError::Timeout)
             }
             Ok(Err(error)) => {
-                self.count(|c| c.transport_errors += 1);
+                self.health.count(|c| c.transport_errors += 1);
                 Err(DriverError::Transport(error.to_string()))
             }
             Ok(Ok(answer)) => {
-                self.count(|c| c.responses += 1);
-                self.backoff = self.cfg.backoff_min;
-                self.set_online();
+                self.health.count(|c| c.responses += 1);
+                self.backoff.reset();
+                self.health.set_online();
                 answer.map_err(|code| {
-                    self.count(|c| c.exceptions += 1);
+                    self.health.count(|c| c.exceptions += 1);
                     let error = DriverError::Exception {
                         function,
                         code: code.into(),
                     };
-                    self.set_last_error(error.to_string());
+                    self.health.set_last_error(error.to_string());
                     error
                 })
             }
-        }
-    }
-
-    /// Sends an update if the point's value changed since the last one.
-    async fn publish(&mut self, index: usize, value: Option<Value>) {
-        let Some(slot) = self.published.get_mut(index) else {
-            return;
-        };
-        if *slot == Some(value) {
-            return;
-        }
-        *slot = Some(value);
-        let update = PointUpdate {
-            device: self.cfg.device.clone(),
-            point: self.points[index].name.clone(),
-            value,
-        };
-        if self.updates.send(update).await.is_err() {
-            tracing::trace!(device = %self.cfg.device, "nobody listens to point updates");
         }
     }
 
@@ -525,73 +497,13 @@ impl Owner {
             ),
             other => other.to_string(),
         };
-        let was = self.health.borrow().state;
-        self.set_last_error(message.clone());
-        self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Offline;
-            h.state = LinkState::Offline;
-            changed
-        });
-        if was != LinkState::Offline {
-            tracing::warn!(device = %self.cfg.device, error = %message, "device offline");
-        }
+        self.health.set_offline(message);
         // Only polled points ever get values, so only they are told they have none.
         for index in 0..self.points.len() {
             if self.is_polled(index) {
-                self.publish(index, None).await;
+                self.updates.publish(index, None).await;
             }
         }
-    }
-
-    /// Waits out the current backoff (failing handle requests with `Offline` meanwhile), then
-    /// doubles it for next time.
-    async fn wait_backoff(&mut self) -> Result<(), HandlesGone> {
-        let deadline = Instant::now() + self.backoff;
-        self.backoff = self
-            .backoff
-            .checked_mul(2)
-            .unwrap_or(self.cfg.backoff_max)
-            .min(self.cfg.backoff_max);
-        loop {
-            tokio::select! {
-                biased;
-                command = self.commands.recv() => match command {
-                    Some(command) => command.fail(DriverError::Offline),
-                    None => return Err(HandlesGone),
-                },
-                () = sleep_until(deadline) => return Ok(()),
-            }
-        }
-    }
-
-    fn set_online(&self) {
-        let changed = self.health.send_if_modified(|h| {
-            let changed = h.state != LinkState::Online;
-            h.state = LinkState::Online;
-            changed
-        });
-        if changed {
-            tracing::info!(device = %self.cfg.device, "device online");
-        }
-    }
-
-    fn set_last_error(&self, message: String) {
-        self.health.send_if_modified(|h| {
-            if h.last_error.as_deref() == Some(message.as_str()) {
-                false
-            } else {
-                h.last_error = Some(message);
-                true
-            }
-        });
-    }
-
-    /// Counters change without waking health watchers.
-    fn count(&self, change: impl FnOnce(&mut Counters)) {
-        self.health.send_if_modified(|h| {
-            change(&mut h.counters);
-            false
-        });
     }
 }
 
