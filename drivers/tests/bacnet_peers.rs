@@ -1,12 +1,14 @@
 //! Interop tests of the BACnet/IP driver against an independent implementation: a bacpypes3 device (tests/peers/bacnet_room.py) on its own 127.0.0.x address.
 
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
+use support::peers_python;
 
 use drivers::bacnet::{
     BacnetDeviceConfig, BacnetNetwork, BacnetNetworkConfig, BacnetPoint, DeviceAddress, ObjectRef,
@@ -16,37 +18,6 @@ use drivers::device::{DeviceHandle, LinkState, PointUpdate};
 use drivers::point::{Access, Value};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
-
-/// The peers' Python, installed by tests/peers/ensure.sh once per test binary. A missing peer
-/// is installed, or the test fails loudly; it is never skipped.
-fn peers_python() -> &'static PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        if let Some(py) = std::env::var_os("ROOMGATE_PEERS_PY").map(PathBuf::from)
-            && py.exists()
-        {
-            return py;
-        }
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ensure.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}); the BACnet interop tests need bacpypes3",
-            script.display(),
-            out.status
-        );
-        let py = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(
-            py.exists(),
-            "ensure.sh printed {py:?}, which does not exist"
-        );
-        py
-    })
-}
 
 /// A running bacpypes3 device; killed when dropped.
 struct Peer {

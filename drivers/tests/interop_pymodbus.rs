@@ -3,7 +3,7 @@
 // Test helpers outside #[test] functions: a panic there is a test failure, which is the point.
 #![allow(clippy::unwrap_used)]
 
-mod modbus_support;
+mod support;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use drivers::device::{LinkState, PointUpdate};
 use drivers::modbus::rtu::{Parity, RtuBusConfig, RtuUnitConfig, SerialLine, spawn_rtu_bus};
 use drivers::modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
 use drivers::point::{ByteOrder, DataType, ModbusPoint, ModbusTable, Value, WordOrder};
-use modbus_support::{PtyPair, peers_python};
+use support::{PtyPair, peers_python};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 

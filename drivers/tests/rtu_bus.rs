@@ -3,7 +3,7 @@
 // Test helpers outside #[test] functions: a panic there is a test failure, which is the point.
 #![allow(clippy::unwrap_used)]
 
-mod modbus_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +17,7 @@ use drivers::modbus::rtu::{
 use drivers::point::{DataType, ModbusPoint, ModbusTable, Value};
 use drivers::sim::SimKind;
 use drivers::sim::rtu::{RtuSimBus, RtuSimRequest};
-use modbus_support::PtyPair;
+use support::PtyPair;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
 

@@ -1,7 +1,7 @@
 //! End-to-end tests of serial line devices over real pty pairs (socat): the owner task on one end, the simulators on the other; and one over an injected in-memory transport.
 
-use std::path::Path;
-use std::sync::OnceLock;
+mod support;
+
 use std::time::Duration;
 
 use drivers::serial::SerialTransport;
@@ -18,24 +18,9 @@ use tokio::time::timeout;
 
 const WAIT: Duration = Duration::from_secs(5);
 
-/// `socat`, installed by `tests/peers/ensure.sh` once per test binary when it is missing.
+/// `socat`, installed with the other peers by `tests/peers/ensure.sh` when missing.
 fn socat() -> &'static str {
-    static SOCAT: OnceLock<()> = OnceLock::new();
-    SOCAT.get_or_init(|| {
-        let found = std::process::Command::new("socat")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ensure.sh");
-            let status = std::process::Command::new("bash")
-                .arg(script)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .expect("run tests/peers/ensure.sh");
-            assert!(status.success(), "tests/peers/ensure.sh failed");
-        }
-    });
+    support::peers_python();
     "socat"
 }
 

@@ -1,5 +1,4 @@
-//! Shared helpers of the Modbus test binaries: the independent peers (socat, pymodbus) installed on demand, and socat pty pairs in temporary directories.
-
+//! Shared helpers of the drivers test binaries: the independent peers (socat, pymodbus, bacpypes3) installed on demand, and socat pty pairs in temporary directories.
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::path::{Path, PathBuf};
