@@ -4,6 +4,7 @@
 # (flock). Used by tests/run up front and by test binaries that need a peer.
 #
 #   socat                         - serial pty pairs for Modbus RTU and serial line devices
+#   mosquitto                     - the MQTT broker the sync tests start on their own ports
 #   pymodbus, pyserial (venv)     - an independent Modbus TCP/RTU server
 #   bacpypes3 (venv)              - an independent BACnet/IP device
 set -euo pipefail
@@ -24,6 +25,7 @@ apt_install() {
 }
 
 have socat || apt_install socat >&2
+have mosquitto || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto >&2
 python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv >&2
 
 # Pinned so a run today and a run next year test against the same peers.
