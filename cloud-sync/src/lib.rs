@@ -1,4 +1,7 @@
-//! The protocol between a gateway and the central hub: reserved for the sync agent and the hub.
+//! The protocol between a gateway and the central hub: topics, payloads and their rules.
 //!
-//! Only this crate will know MQTT topics and payloads (ARCHITECTURE.md). It is empty until the
-//! cloud-sync work gives it the durable outbox, the bookings inbox and the hub.
+//! Only this crate knows MQTT topics and payloads (ARCHITECTURE.md); `PROTOCOL.md` beside this
+//! crate is the specification. `wire` holds the versioned payloads, `topics` the layout.
+
+pub mod topics;
+pub mod wire;

@@ -7,7 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 
 /// Bump when a table's layout changes, and add the migration in `migrate`.
@@ -16,6 +18,11 @@ pub const SCHEMA_VERSION: u64 = 1;
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
 const ACTIVITY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("activity");
+/// Events waiting for the hub's acknowledgement, by sequence number (PROTOCOL.md).
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+/// Events the outbox holds before it drops droppable ones (PROTOCOL.md, "Outbox bounds").
+pub const OUTBOX_MAX_EVENTS: u64 = 200_000;
 
 /// How many activity entries each room keeps on disk.
 pub const ACTIVITY_KEPT_PER_ROOM: usize = 1000;
@@ -135,6 +142,7 @@ impl Store {
             }
             tx.open_table(BOOKINGS)?;
             tx.open_table(ACTIVITY)?;
+            tx.open_table(OUTBOX)?;
         }
         tx.commit()?;
         Ok(())
@@ -257,6 +265,169 @@ impl Store {
     }
 }
 
+/// What the outbox did with a batch of new events.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Appended {
+    /// The sequence numbers given to the new events, in order.
+    pub seqs: Vec<u64>,
+    /// Droppable events removed to stay within the bound.
+    pub dropped: u64,
+}
+
+impl Store {
+    /// Appends events to the outbox with the next sequence numbers, in one durable
+    /// transaction, keeping the bound: when full, the oldest droppable events go first (and a
+    /// counted `outbox_dropped` event says so); events that must never be dropped are kept.
+    pub fn append_outbox(
+        &self,
+        events: Vec<cloud_sync::wire::Event>,
+        max_events: u64,
+    ) -> Result<Appended, StoreError> {
+        if events.is_empty() {
+            return Ok(Appended::default());
+        }
+        let tx = self.write()?;
+        let mut out = Appended::default();
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut next = meta.get("outbox_next_seq")?.map_or(1, |v| v.value());
+            let mut t = tx.open_table(OUTBOX)?;
+            let incoming = events.len() as u64;
+            let mut excess = (t.len()? + incoming).saturating_sub(max_events);
+            if excess > 0 {
+                let mut victims = Vec::new();
+                for row in t.iter()? {
+                    if excess == 0 {
+                        break;
+                    }
+                    let (k, v) = row?;
+                    let droppable = serde_json::from_slice::<cloud_sync::wire::Event>(v.value())
+                        .map(|e| e.kind.droppable())
+                        .unwrap_or(true); // an unreadable record is worth less than a fact
+                    if droppable {
+                        victims.push(k.value());
+                        excess -= 1;
+                    }
+                }
+                for k in &victims {
+                    t.remove(k)?;
+                }
+                out.dropped = victims.len() as u64;
+            }
+            let mut put = |t: &mut redb::Table<u64, &[u8]>, mut e: cloud_sync::wire::Event| {
+                e.seq = next;
+                let bytes = encode(&e);
+                let r = t.insert(next, bytes.as_slice()).map(|_| next);
+                next += 1;
+                r
+            };
+            if out.dropped > 0 {
+                let gap = cloud_sync::wire::Event {
+                    seq: 0,
+                    at_ms: events[0].at_ms,
+                    room: String::new(),
+                    booking: None,
+                    kind: cloud_sync::wire::EventKind::OutboxDropped,
+                    reason: format!(
+                        "the outbox was full: {} device and access events dropped",
+                        out.dropped
+                    ),
+                    data: serde_json::json!({ "dropped": out.dropped }),
+                };
+                put(&mut t, gap)?;
+            }
+            for e in events {
+                out.seqs.push(put(&mut t, e)?);
+            }
+            meta.insert("outbox_next_seq", next)?;
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Up to `max` outbox events with `seq > after`, in order.
+    pub fn outbox_after(
+        &self,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<cloud_sync::wire::Event>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for row in t.range((after.saturating_add(1))..)?.take(max) {
+            let (k, v) = row?;
+            out.push(decode("outbox", &k.value().to_string(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The hub stored every event up to `upto`: forget them. Returns how many were removed.
+    pub fn ack_outbox(&self, upto: u64) -> Result<u64, StoreError> {
+        let tx = self.write()?;
+        let removed = {
+            let mut t = tx.open_table(OUTBOX)?;
+            let keys: Vec<u64> = t
+                .range(..=upto)?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in &keys {
+                t.remove(k)?;
+            }
+            keys.len() as u64
+        };
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// How many events wait for the hub.
+    pub fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(OUTBOX)?.len()?)
+    }
+
+    /// The last booking cursor applied from the hub (0 before the first sync).
+    pub fn hub_cursor(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get("hub_cursor")?.map_or(0, |v| v.value()))
+    }
+
+    /// Applies booking changes from the hub and its cursor in one transaction, so they can
+    /// never be out of step. A full snapshot replaces every hub booking. Returns the
+    /// bookings now stored and the ids removed, for the engine.
+    pub fn apply_hub_bookings(
+        &self,
+        cursor: u64,
+        full: bool,
+        upserts: &[StoredBooking],
+        deletes: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut removed: Vec<String> = deletes.to_vec();
+        if full {
+            let keep: std::collections::HashSet<&str> =
+                upserts.iter().map(|b| b.id.as_str()).collect();
+            for b in self.bookings()? {
+                if b.source == BookingSource::Hub && !keep.contains(b.id.as_str()) {
+                    removed.push(b.id);
+                }
+            }
+        }
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(BOOKINGS)?;
+            for id in &removed {
+                t.remove(id.as_str())?;
+            }
+            for b in upserts {
+                t.insert(b.id.as_str(), encode(b).as_slice())?;
+            }
+            tx.open_table(META)?.insert("hub_cursor", cursor)?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+}
+
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serializing these plain records cannot fail (no maps with non-string keys, no I/O).
     serde_json::to_vec(v).unwrap_or_default()
@@ -333,6 +504,114 @@ mod tests {
         assert_eq!(r1.len(), ACTIVITY_KEPT_PER_ROOM);
         assert_eq!(r1[0].at_ms, ACTIVITY_KEPT_PER_ROOM as i64 + 4);
         assert!(s.activity("nowhere", 10).expect("empty").is_empty());
+    }
+
+    fn wire_event(kind: cloud_sync::wire::EventKind) -> cloud_sync::wire::Event {
+        cloud_sync::wire::Event {
+            seq: 0,
+            at_ms: 1,
+            room: "r1".into(),
+            booking: None,
+            kind,
+            reason: "why".into(),
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn the_outbox_numbers_events_survives_restarts_and_forgets_only_on_ack() {
+        use cloud_sync::wire::EventKind::*;
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = Store::open(dir.path()).expect("open");
+            let a = s
+                .append_outbox(vec![wire_event(CheckedIn), wire_event(Released)], 100)
+                .expect("append");
+            assert_eq!(a.seqs, vec![1, 2]);
+        }
+        let s = Store::open(dir.path()).expect("reopen after a crash");
+        let a = s
+            .append_outbox(vec![wire_event(Ended)], 100)
+            .expect("append");
+        assert_eq!(a.seqs, vec![3], "numbers are never reused");
+        let pending = s.outbox_after(0, 10).expect("read");
+        assert_eq!(
+            pending.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(s.outbox_after(1, 1).expect("read")[0].seq, 2);
+        assert_eq!(s.ack_outbox(2).expect("ack"), 2);
+        assert_eq!(s.outbox_depth().expect("depth"), 1);
+        assert_eq!(
+            s.ack_outbox(2).expect("ack again"),
+            0,
+            "acks are idempotent"
+        );
+    }
+
+    #[test]
+    fn a_full_outbox_drops_device_noise_first_and_never_a_fact() {
+        use cloud_sync::wire::EventKind::*;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        s.append_outbox(
+            vec![
+                wire_event(DeviceOffline),
+                wire_event(CheckedIn),
+                wire_event(DeviceOnline),
+                wire_event(Released),
+            ],
+            4,
+        )
+        .expect("append");
+        let a = s
+            .append_outbox(vec![wire_event(Usage), wire_event(NoShowStrike)], 4)
+            .expect("append when full");
+        assert_eq!(a.dropped, 2);
+        let kinds: Vec<_> = s
+            .outbox_after(0, 10)
+            .expect("read")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![CheckedIn, Released, OutboxDropped, Usage, NoShowStrike]
+        );
+        // Only facts left: the bound gives way rather than lose one.
+        let a = s.append_outbox(vec![wire_event(Ended)], 4).expect("append");
+        assert_eq!(a.dropped, 0);
+        assert_eq!(s.outbox_depth().expect("depth"), 6);
+    }
+
+    #[test]
+    fn hub_bookings_and_their_cursor_move_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let mut hub = booking("h1", 1000);
+        hub.source = BookingSource::Hub;
+        let mut other = booking("h2", 1000);
+        other.source = BookingSource::Hub;
+        s.put_booking(&booking("local-1", 1000)).expect("local");
+        s.apply_hub_bookings(5, false, &[hub.clone(), other], &[])
+            .expect("apply");
+        assert_eq!(s.hub_cursor().expect("cursor"), 5);
+        let removed = s
+            .apply_hub_bookings(9, true, &[hub], &[])
+            .expect("snapshot");
+        assert_eq!(
+            removed,
+            vec!["h2".to_owned()],
+            "a snapshot replaces hub bookings only"
+        );
+        let ids: Vec<String> = s
+            .bookings()
+            .expect("list")
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(ids, vec!["h1".to_owned(), "local-1".to_owned()]);
+        assert_eq!(s.hub_cursor().expect("cursor"), 9);
     }
 
     #[test]
