@@ -3,5 +3,6 @@
 //! Only this crate knows MQTT topics and payloads (ARCHITECTURE.md); `PROTOCOL.md` beside this
 //! crate is the specification. `wire` holds the versioned payloads, `topics` the layout.
 
+pub mod hub;
 pub mod topics;
 pub mod wire;
