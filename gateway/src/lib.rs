@@ -12,3 +12,4 @@ pub mod http;
 pub mod runtime;
 pub mod site;
 pub mod store;
+pub mod sync;

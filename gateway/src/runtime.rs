@@ -107,6 +107,8 @@ enum Request {
         action: RoomAction,
         reply: Reply<String>,
     },
+    /// Booking changes from the hub: stored with their cursor, then given to the engine.
+    HubBookings(cloud_sync::wire::BookingChanges, Reply<()>),
     /// Resolves once everything sent before it, and the clock as it is now, is processed.
     Settle(Reply<()>),
 }
@@ -199,6 +201,15 @@ impl GatewayHandle {
         .await
     }
 
+    /// Applies booking changes that came down from the hub.
+    pub async fn hub_bookings(
+        &self,
+        changes: cloud_sync::wire::BookingChanges,
+    ) -> Result<(), ApiError> {
+        self.call(|reply| Request::HubBookings(changes, reply))
+            .await
+    }
+
     /// Waits until the loop has caught up with every earlier request and with the clock.
     pub async fn settle(&self) -> Result<(), ApiError> {
         self.call(Request::Settle).await
@@ -211,6 +222,8 @@ pub struct Gateway {
     pub handle: GatewayHandle,
     field: Field,
     task: tokio::task::JoinHandle<()>,
+    store: Arc<Store>,
+    outbox: watch::Receiver<u64>,
 }
 
 /// The running field side: a handle per device, and the buses and network that own shared
@@ -314,6 +327,7 @@ impl Gateway {
     /// Starts the devices and the main loop. The store must already be open.
     pub async fn start(site: Site, store: Store, clock: Clock) -> Result<Gateway, StartError> {
         let site = Arc::new(site);
+        let store = Arc::new(store);
         let (updates_tx, updates_rx) = mpsc::channel(1024);
         let (failures_tx, failures_rx) = mpsc::channel(256);
         let (credentials_tx, credentials_rx) = mpsc::channel(256);
@@ -356,11 +370,12 @@ impl Gateway {
             buses: Vec::new(),
         });
         let (snap_tx, snap_rx) = watch::channel(empty);
+        let (outbox_tx, outbox_rx) = watch::channel(0u64);
         let (tx, rx) = mpsc::channel(64);
         let mut main = MainLoop {
             site: site.clone(),
             engine,
-            store,
+            store: store.clone(),
             clock: clock.clone(),
             time: time.clone(),
             devices: devices.clone(),
@@ -374,10 +389,14 @@ impl Gateway {
             device_states: HashMap::new(),
             local_seq: 0,
             outcome_texts: Vec::new(),
+            unsent: Vec::new(),
+            outbox_tx: outbox_tx.clone(),
         };
         main.restore()?;
         let task = tokio::spawn(main.run(rx, updates_rx, failures_rx, credentials_rx));
         Ok(Gateway {
+            store,
+            outbox: outbox_rx,
             handle: GatewayHandle {
                 tx,
                 snapshot: snap_rx,
@@ -387,6 +406,16 @@ impl Gateway {
             field,
             task,
         })
+    }
+
+    /// The store, shared with the sync agent (and tests).
+    pub fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store)
+    }
+
+    /// Changes to the highest outbox sequence number written, for the sync agent.
+    pub fn outbox_watch(&self) -> watch::Receiver<u64> {
+        self.outbox.clone()
     }
 
     /// Stops the loop and every device task.
@@ -440,7 +469,7 @@ fn spawn_writer(
 struct MainLoop {
     site: Arc<Site>,
     engine: Engine,
-    store: Store,
+    store: Arc<Store>,
     clock: Clock,
     time: TimeFmt,
     devices: HashMap<String, DeviceHandle>,
@@ -457,6 +486,10 @@ struct MainLoop {
     local_seq: u64,
     /// Outcome texts of the last drain, so a room action can answer with what it caused.
     outcome_texts: Vec<(RoomId, String)>,
+    /// Events for the hub, written to the outbox at the next flush.
+    unsent: Vec<cloud_sync::wire::Event>,
+    /// Tells the sync agent that the outbox has new events.
+    outbox_tx: watch::Sender<u64>,
 }
 
 impl MainLoop {
@@ -561,6 +594,9 @@ impl MainLoop {
                         kind => format!("{}{booking}: {reason}", outcome_words(kind)),
                     };
                     self.outcome_texts.push((o.room.clone(), text.clone()));
+                    if let Some(e) = crate::sync::outcome_event(&o, &reason) {
+                        self.unsent.push(e);
+                    }
                     self.log(&o.room, "outcome", text, o.at);
                     if let Some(b) = &o.booking {
                         self.persist_outcome(b, &o.kind, o.at);
@@ -643,6 +679,7 @@ impl MainLoop {
     }
 
     fn flush_activity(&mut self) {
+        self.flush_outbox();
         if self.unsaved.is_empty() {
             return;
         }
@@ -657,6 +694,38 @@ impl MainLoop {
             return;
         }
         self.unsaved.clear();
+    }
+
+    /// Makes the hub's events durable (before anything could publish them) and wakes the
+    /// sync agent. On a store failure they stay queued in memory for the next attempt.
+    fn flush_outbox(&mut self) {
+        if self.unsent.is_empty() {
+            return;
+        }
+        let events = std::mem::take(&mut self.unsent);
+        match self
+            .store
+            .append_outbox(events.clone(), crate::store::OUTBOX_MAX_EVENTS)
+        {
+            Ok(appended) => {
+                if appended.dropped > 0 {
+                    tracing::warn!(
+                        "outbox full: {} device/access events dropped",
+                        appended.dropped
+                    );
+                }
+                if let Some(last) = appended.seqs.last() {
+                    self.outbox_tx.send_replace(*last);
+                }
+            }
+            Err(e) => {
+                tracing::error!(
+                    "outbox not written ({} events kept in memory): {e}",
+                    events.len()
+                );
+                self.unsent = events;
+            }
+        }
     }
 
     fn handle_update(&mut self, u: PointUpdate) {
@@ -765,6 +834,9 @@ impl MainLoop {
                         .map_err(ApiError::from)
                 };
                 let _ = reply.send(result);
+            }
+            Request::HubBookings(changes, reply) => {
+                let _ = reply.send(self.apply_hub_bookings(now, changes));
             }
             Request::Settle(reply) => {
                 self.tick();
@@ -923,8 +995,88 @@ impl MainLoop {
             self.time.hh_mm(booking.end),
             booking.organizer
         );
-        self.log(&booking.room, "booking", text, now);
+        self.log(&booking.room, "booking", text.clone(), now);
+        self.unsent.push(cloud_sync::wire::Event {
+            seq: 0,
+            at_ms: now.as_millis(),
+            room: booking.room.to_string(),
+            booking: Some(booking.id.to_string()),
+            kind: cloud_sync::wire::EventKind::BookingLocal,
+            reason: text,
+            data: serde_json::json!({ "booking": {
+                "id": booking.id.to_string(),
+                "room": booking.room.to_string(),
+                "start_ms": booking.start.as_millis(),
+                "end_ms": booking.end.as_millis(),
+                "subject": booking.subject,
+                "organizer": booking.organizer,
+                "attendees": booking.attendees,
+            } }),
+        });
         Ok(self.booking_dto(&booking, false))
+    }
+
+    /// Stores the hub's changes and cursor in one transaction, then tells the engine. Bookings
+    /// for rooms this gateway does not have are refused (counted in the log), never half-applied.
+    fn apply_hub_bookings(
+        &mut self,
+        now: Timestamp,
+        changes: cloud_sync::wire::BookingChanges,
+    ) -> Result<(), ApiError> {
+        use cloud_sync::wire::BookingChange;
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for change in changes.changes {
+            match change {
+                BookingChange::Upsert { booking: b } => {
+                    if self.site.room(&b.room).is_none() || b.end_ms <= b.start_ms {
+                        tracing::warn!(
+                            "hub booking {} refused: unknown room '{}' or empty time",
+                            b.id,
+                            b.room
+                        );
+                        continue;
+                    }
+                    let checked_in = self.store.booking(&b.id)?.and_then(|old| old.checked_in_ms);
+                    upserts.push(StoredBooking {
+                        id: b.id,
+                        room: b.room,
+                        start_ms: b.start_ms,
+                        end_ms: b.end_ms,
+                        subject: b.subject,
+                        organizer: b.organizer,
+                        source: BookingSource::Hub,
+                        checked_in_ms: checked_in,
+                        attendees: b.attendees,
+                        finished_ms: None,
+                    });
+                }
+                BookingChange::Delete { id, .. } => deletes.push(id),
+            }
+        }
+        let removed =
+            self.store
+                .apply_hub_bookings(changes.cursor, changes.full, &upserts, &deletes)?;
+        for b in &upserts {
+            if let Err(e) = self
+                .engine
+                .handle_event(now, Event::BookingUpserted(to_booking(b)))
+            {
+                tracing::warn!("hub booking {} refused by the engine: {e}", b.id);
+            }
+        }
+        for id in removed {
+            for r in &self.site.rooms {
+                let _ = self.engine.handle_event(
+                    now,
+                    Event::BookingCancelled {
+                        room: r.config.id.clone(),
+                        booking: BookingId::from(id.as_str()),
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     fn cancel_booking(&mut self, room: &str, id: &str, now: Timestamp) -> Result<(), ApiError> {
@@ -1091,6 +1243,19 @@ impl MainLoop {
                 _ => continue,
             };
             tracing::warn!(device = %d.id, "{text}");
+            self.unsent.push(cloud_sync::wire::Event {
+                seq: 0,
+                at_ms: now.as_millis(),
+                room: String::new(),
+                booking: None,
+                kind: if d.state == "offline" {
+                    cloud_sync::wire::EventKind::DeviceOffline
+                } else {
+                    cloud_sync::wire::EventKind::DeviceOnline
+                },
+                reason: text.clone(),
+                data: serde_json::json!({ "device": d.id }),
+            });
             let rooms: Vec<RoomId> = self
                 .site
                 .rooms

@@ -453,6 +453,34 @@ async fn a_meeting_day_drives_the_devices_the_building_sees() {
         vec![1, 0, 1, 1, 0, 1, 1, 0],
         "r1 light relay writes over the day"
     );
+
+    // Everything the hub must learn is in the durable outbox, numbered in order.
+    let store = h.running.as_ref().expect("running").gateway.store();
+    let outbox = store.outbox_after(0, 1000).expect("outbox");
+    let seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=outbox.len() as u64).collect::<Vec<_>>());
+    let kinds: Vec<String> = outbox
+        .iter()
+        .filter(|e| e.room == "r1")
+        .map(|e| {
+            serde_json::to_value(e.kind)
+                .expect("kind")
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    for k in [
+        "booking_local",
+        "meeting_started",
+        "checked_in",
+        "ended",
+        "usage",
+        "released",
+        "no_show_strike",
+    ] {
+        assert!(kinds.iter().any(|x| x == k), "outbox lacks {k}: {kinds:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
