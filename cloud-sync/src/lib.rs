@@ -4,5 +4,6 @@
 //! crate is the specification. `wire` holds the versioned payloads, `topics` the layout.
 
 pub mod hub;
+pub mod tls;
 pub mod topics;
 pub mod wire;

@@ -3,6 +3,8 @@
 //! The client is deliberately minimal and independent of the gateway's HTTP stack, so the
 //! tests speak to the gateway the way any outside client would: over a real socket.
 
+pub mod broker;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
