@@ -3,6 +3,7 @@
 //! Only this crate knows MQTT topics and payloads (ARCHITECTURE.md); `PROTOCOL.md` beside this
 //! crate is the specification. `wire` holds the versioned payloads, `topics` the layout.
 
+pub mod backoff;
 pub mod hub;
 pub mod tls;
 pub mod topics;

@@ -72,3 +72,359 @@ pub fn outcome_event(o: &Outcome, reason: &str) -> Option<Event> {
         data,
     })
 }
+
+/// How the agent reaches the hub.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub id: cloud_sync::topics::GatewayId,
+    /// Broker address, TLS and client id already set (`cloud_sync::tls::mqtt_options`).
+    pub options: rumqttc::MqttOptions,
+    /// Republish from the oldest unacknowledged event when no ack came for this long.
+    pub ack_timeout: std::time::Duration,
+    /// Reconnect backoff (full jitter between these).
+    pub backoff_min: std::time::Duration,
+    pub backoff_max: std::time::Duration,
+    /// A connection that stayed up this long resets the backoff.
+    pub stable_after: std::time::Duration,
+    /// The first attempt after start waits a random time up to this.
+    pub first_attempt_spread: std::time::Duration,
+}
+
+impl AgentConfig {
+    /// PROTOCOL.md's values.
+    pub fn new(id: cloud_sync::topics::GatewayId, options: rumqttc::MqttOptions) -> AgentConfig {
+        use std::time::Duration;
+        AgentConfig {
+            id,
+            options,
+            ack_timeout: Duration::from_secs(30),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(120),
+            stable_after: Duration::from_secs(60),
+            first_attempt_spread: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the agent reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStatus {
+    pub connected: bool,
+    /// The hub has every event up to this sequence number.
+    pub acked_upto: u64,
+    pub connects: u64,
+}
+
+/// Starts the sync agent: it owns the MQTT connection to the hub.
+pub fn spawn_agent(
+    cfg: AgentConfig,
+    store: std::sync::Arc<crate::store::Store>,
+    outbox: tokio::sync::watch::Receiver<u64>,
+    gateway: crate::runtime::GatewayHandle,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Receiver<AgentStatus>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(AgentStatus::default());
+    let task = tokio::spawn(agent::run(cfg, store, outbox, gateway, tx));
+    (task, rx)
+}
+
+mod agent {
+    //! The agent's connection loop.
+
+    use std::sync::Arc;
+
+    use cloud_sync::backoff::{Jitter, Jittered};
+    use cloud_sync::topics::Channel;
+    use cloud_sync::wire::{
+        self, Ack, BookingChanges, CommandEnvelope, HubCommand, RoomStatus, Status, SyncRequest,
+        VERSION,
+    };
+    use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, Packet, QoS};
+    use tokio::sync::watch;
+    use tokio::time::Instant;
+
+    use super::{AgentConfig, AgentStatus};
+    use crate::runtime::{GatewayHandle, RoomAction};
+    use crate::store::Store;
+
+    /// Batches in flight without an ack (each up to 500 events).
+    const WINDOW_BATCHES: usize = 8;
+
+    fn seed(cfg: &AgentConfig) -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+        cfg.id
+            .to_string()
+            .bytes()
+            .fold(nanos ^ u64::from(std::process::id()), |h, b| {
+                h.rotate_left(5) ^ u64::from(b)
+            })
+    }
+
+    fn status(g: &GatewayHandle, store: &Store, online: bool) -> Status {
+        let snap = g.snapshot();
+        Status {
+            v: VERSION,
+            online,
+            at_ms: snap.now_ms,
+            rooms: snap
+                .rooms
+                .iter()
+                .map(|r| RoomStatus {
+                    id: r.id.clone(),
+                    state: r.state.to_owned(),
+                    occupancy: r.occupancy.to_owned(),
+                })
+                .collect(),
+            devices_offline: snap
+                .devices
+                .iter()
+                .filter(|d| d.state == "offline")
+                .map(|d| d.id.clone())
+                .collect(),
+            outbox_depth: store.outbox_depth().unwrap_or(0),
+        }
+    }
+
+    pub(super) async fn run(
+        cfg: AgentConfig,
+        store: Arc<Store>,
+        mut outbox: watch::Receiver<u64>,
+        gateway: GatewayHandle,
+        report: watch::Sender<AgentStatus>,
+    ) {
+        let mut jitter = Jitter::new(seed(&cfg));
+        let mut backoff = Jittered::new(cfg.backoff_min, cfg.backoff_max);
+        tokio::time::sleep(cfg.first_attempt_spread.mul_f64(jitter.uniform())).await;
+        loop {
+            let mut options = cfg.options.clone();
+            let offline = Status {
+                v: VERSION,
+                online: false,
+                at_ms: 0,
+                rooms: Vec::new(),
+                devices_offline: Vec::new(),
+                outbox_depth: 0,
+            };
+            options.set_last_will(LastWill::new(
+                cfg.id.topic(Channel::Status),
+                wire::encode(&offline),
+                QoS::AtLeastOnce,
+                true,
+            ));
+            let started = Instant::now();
+            let mut session = Session {
+                cfg: &cfg,
+                store: &store,
+                gateway: &gateway,
+                report: &report,
+                published_upto: 0,
+                acked_upto: 0,
+                last_progress: Instant::now(),
+                connected: false,
+            };
+            let (client, eventloop) = AsyncClient::new(options, 64);
+            let reason = session.serve(client, eventloop, &mut outbox).await;
+            report.send_modify(|s| s.connected = false);
+            tracing::warn!("hub connection lost: {reason}");
+            if started.elapsed() >= cfg.stable_after {
+                backoff.reset();
+            }
+            tokio::time::sleep(backoff.next_delay(jitter.uniform())).await;
+        }
+    }
+
+    struct Session<'a> {
+        cfg: &'a AgentConfig,
+        store: &'a Store,
+        gateway: &'a GatewayHandle,
+        report: &'a watch::Sender<AgentStatus>,
+        /// Highest sequence published on this connection.
+        published_upto: u64,
+        acked_upto: u64,
+        last_progress: Instant,
+        connected: bool,
+    }
+
+    impl Session<'_> {
+        async fn serve(
+            &mut self,
+            client: AsyncClient,
+            mut eventloop: rumqttc::EventLoop,
+            outbox: &mut watch::Receiver<u64>,
+        ) -> String {
+            loop {
+                let ack_due = self.last_progress + self.cfg.ack_timeout;
+                tokio::select! {
+                    ev = eventloop.poll() => match ev {
+                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => self.on_connect(&client),
+                        Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                            self.on_message(&client, &p.topic, &p.payload).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => return e.to_string(),
+                    },
+                    changed = outbox.changed() => {
+                        if changed.is_err() {
+                            return "the gateway stopped".into();
+                        }
+                        self.publish_pending(&client);
+                    }
+                    () = tokio::time::sleep_until(ack_due), if self.connected && self.published_upto > self.acked_upto => {
+                        // No ack in time: send again from the oldest unacknowledged event.
+                        tracing::info!("no ack from the hub for {:?}: republishing", self.cfg.ack_timeout);
+                        self.published_upto = self.acked_upto;
+                        self.last_progress = Instant::now();
+                        self.publish_pending(&client);
+                    }
+                }
+            }
+        }
+
+        fn on_connect(&mut self, client: &AsyncClient) {
+            self.connected = true;
+            self.report.send_modify(|s| {
+                s.connected = true;
+                s.connects += 1;
+            });
+            for c in [Channel::Acks, Channel::Bookings, Channel::Commands] {
+                let _ = client.try_subscribe(self.cfg.id.topic(c), QoS::AtLeastOnce);
+            }
+            let online = status(self.gateway, self.store, true);
+            let _ = client.try_publish(
+                self.cfg.id.topic(Channel::Status),
+                QoS::AtLeastOnce,
+                true,
+                wire::encode(&online),
+            );
+            self.request_sync(client);
+            // Everything not acknowledged goes again; the hub drops what it already has.
+            self.published_upto = self.acked_upto;
+            self.last_progress = Instant::now();
+            self.publish_pending(client);
+        }
+
+        fn request_sync(&self, client: &AsyncClient) {
+            let cursor = self.store.hub_cursor().unwrap_or(0);
+            let _ = client.try_publish(
+                self.cfg.id.topic(Channel::Sync),
+                QoS::AtLeastOnce,
+                false,
+                wire::encode(&SyncRequest { v: VERSION, cursor }),
+            );
+        }
+
+        fn publish_pending(&mut self, client: &AsyncClient) {
+            if !self.connected {
+                return;
+            }
+            let window = WINDOW_BATCHES * wire::MAX_BATCH_EVENTS;
+            let in_flight = self.published_upto.saturating_sub(self.acked_upto) as usize;
+            if in_flight >= window {
+                return;
+            }
+            let events = match self
+                .store
+                .outbox_after(self.published_upto, window - in_flight)
+            {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!("outbox not readable: {e}");
+                    return;
+                }
+            };
+            let gateway = self.cfg.id.to_string();
+            for batch in wire::batches(&gateway, events) {
+                let last = batch.events.last().map_or(self.published_upto, |e| e.seq);
+                let sent = client.try_publish(
+                    self.cfg.id.topic(Channel::Events),
+                    QoS::AtLeastOnce,
+                    false,
+                    wire::encode(&batch),
+                );
+                if sent.is_err() {
+                    break; // the request queue is full: the rest goes after the next ack
+                }
+                self.published_upto = last;
+            }
+        }
+
+        async fn on_message(&mut self, client: &AsyncClient, topic: &str, payload: &[u8]) {
+            let Some((_, channel)) = cloud_sync::topics::GatewayId::parse(topic) else {
+                return;
+            };
+            match channel {
+                Channel::Acks => match wire::decode::<Ack>(payload) {
+                    Ok(ack) if ack.upto > self.acked_upto => {
+                        match self.store.ack_outbox(ack.upto) {
+                            Ok(_) => {
+                                self.acked_upto = ack.upto;
+                                self.published_upto = self.published_upto.max(ack.upto);
+                                self.last_progress = Instant::now();
+                                self.report.send_modify(|s| s.acked_upto = ack.upto);
+                                self.publish_pending(client);
+                            }
+                            Err(e) => tracing::error!("ack not applied to the outbox: {e}"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("refused ack: {e}"),
+                },
+                Channel::Bookings => match wire::decode::<BookingChanges>(payload) {
+                    Ok(changes) => self.on_bookings(client, changes).await,
+                    Err(e) => tracing::warn!("refused booking changes: {e}"),
+                },
+                Channel::Commands => match wire::decode::<CommandEnvelope>(payload) {
+                    Ok(env) => self.on_command(client, env.command).await,
+                    Err(e) => tracing::warn!("refused hub command: {e}"),
+                },
+                _ => {}
+            }
+        }
+
+        /// Applies changes that continue from our cursor (or a full snapshot); a gap means we
+        /// missed some, so ask for everything after our cursor instead.
+        async fn on_bookings(&mut self, client: &AsyncClient, changes: BookingChanges) {
+            let ours = self.store.hub_cursor().unwrap_or(0);
+            let base = changes.cursor.saturating_sub(changes.changes.len() as u64);
+            if changes.full || base == ours {
+                if let Err(e) = self.gateway.hub_bookings(changes).await {
+                    tracing::error!("hub bookings not applied: {e}");
+                }
+            } else if changes.cursor > ours {
+                self.request_sync(client);
+            }
+        }
+
+        async fn on_command(&mut self, client: &AsyncClient, command: HubCommand) {
+            let result = match command {
+                HubCommand::EndMeeting { room } => self
+                    .gateway
+                    .room_action(&room, RoomAction::EndNow)
+                    .await
+                    .map(|_| ()),
+                HubCommand::RunScene { room, scene } => {
+                    self.gateway.run_scene(&room, &scene, "the hub").await
+                }
+                HubCommand::Resync => {
+                    let _ = client.try_publish(
+                        self.cfg.id.topic(Channel::Sync),
+                        QoS::AtLeastOnce,
+                        false,
+                        wire::encode(&SyncRequest {
+                            v: VERSION,
+                            cursor: 0,
+                        }),
+                    );
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                tracing::warn!("hub command refused: {e}");
+            }
+        }
+    }
+}

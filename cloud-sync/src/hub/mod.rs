@@ -1,4 +1,8 @@
 //! The central service (`hub`): ingests gateway events exactly once and keeps the bookings
 //! each gateway syncs from.
 
+pub mod service;
 pub mod store;
+
+pub use service::{Hub, HubStats};
+pub use store::HubStore;
