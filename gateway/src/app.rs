@@ -15,6 +15,8 @@ use crate::store::Store;
 /// A gateway serving HTTP.
 #[derive(Debug)]
 pub struct Running {
+    /// The sync agent, when the site has a `[cloud]` section.
+    agent: Option<tokio::task::JoinHandle<()>>,
     pub gateway: Gateway,
     pub addr: SocketAddr,
     stop_http: oneshot::Sender<()>,
@@ -27,6 +29,9 @@ impl Running {
     }
 
     pub async fn shutdown(self) {
+        if let Some(agent) = &self.agent {
+            agent.abort();
+        }
         let _ = self.stop_http.send(());
         let _ = self.http.await;
         self.gateway.shutdown().await;
@@ -47,9 +52,36 @@ pub async fn start(
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
+    let cloud = site.cloud.clone();
     let gateway = Gateway::start(site, store, clock)
         .await
         .context("starting the gateway")?;
+    let agent = match cloud {
+        None => None,
+        Some(c) => {
+            let tls = match &c.tls {
+                None => {
+                    tracing::warn!("cloud sync over plain TCP (tls = false): lab use only");
+                    None
+                }
+                Some((ca, cert, key)) => {
+                    let files = cloud_sync::tls::TlsFiles::read(ca, cert, key)
+                        .context("reading the cloud certificates")?;
+                    Some(cloud_sync::tls::client_config(&files).context("the cloud certificates")?)
+                }
+            };
+            let options = cloud_sync::tls::mqtt_options(&c.id.client_id(), &c.host, c.port, tls)
+                .context("the cloud connection")?;
+            tracing::info!("syncing with the hub at {}:{} as {}", c.host, c.port, c.id);
+            let cfg = crate::sync::AgentConfig::new(c.id.clone(), options);
+            Some(crate::sync::spawn_agent(
+                cfg,
+                gateway.store(),
+                gateway.outbox_watch(),
+                gateway.handle.clone(),
+            ))
+        }
+    };
     let (stop_http, stopped) = oneshot::channel::<()>();
     let http = tokio::spawn(crate::http::serve(
         listener,
@@ -59,6 +91,7 @@ pub async fn start(
         },
     ));
     Ok(Running {
+        agent: agent.map(|(task, _)| task),
         gateway,
         addr,
         stop_http,

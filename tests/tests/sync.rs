@@ -235,3 +235,90 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
     hub.stop().await;
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_with_a_cloud_section_syncs_by_itself() {
+    let broker = Broker::start().expect("mosquitto with mutual TLS");
+    let id = GatewayId::new("site-b", "gw-9").expect("id");
+    let files = broker
+        .client_paths(&id.to_string())
+        .expect("client certificates");
+    let hub_dir = tempfile::tempdir().expect("hub dir");
+    let hub_store = Arc::new(HubStore::open(hub_dir.path()).expect("hub store"));
+    let hub = Hub::start(
+        broker.mqtt_options("hub-1", "hub/1").expect("hub options"),
+        Arc::clone(&hub_store),
+        "hub",
+    );
+    let site = format!(
+        r#"
+[site]
+name = "Cloud floor"
+
+[cloud]
+broker = "127.0.0.1:{port}"
+site = "site-b"
+gateway = "gw-9"
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+
+[[rooms]]
+id = "r1"
+name = "Boardroom"
+kind = "bookable"
+"#,
+        port = broker.port(),
+        ca = files.ca.display(),
+        cert = files.cert.display(),
+        key = files.key.display(),
+    );
+    let site = gateway::site::load(&site).expect("site with [cloud]");
+    let data = tempfile::tempdir().expect("data");
+    let running = gateway::app::start(
+        site,
+        data.path(),
+        ([127, 0, 0, 1], 0).into(),
+        Clock::Manual(ManualClock::new(at("08:00"))),
+    )
+    .await
+    .expect("gateway");
+    wait_for("the hub sees the gateway online", WAIT, || {
+        hub_store
+            .status(&id)
+            .is_ok_and(|s| s.is_some_and(|s| s.online))
+    })
+    .await;
+    let r = roomgate_tests::http(
+        running.addr,
+        "POST",
+        "/api/rooms/r1/bookings",
+        Some(&serde_json::json!({ "minutes": 30, "subject": "From the panel" })),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    wait_for("the local booking reaches the hub", WAIT, || {
+        hub_store
+            .events(&id)
+            .is_ok_and(|e| e.iter().any(|e| e.kind == EventKind::BookingLocal))
+    })
+    .await;
+
+    // A [cloud] section that cannot work is refused with the reason.
+    let err = gateway::site::load(
+        "[site]\nname = \"x\"\n[cloud]\nbroker = \"hub.example.com\"\nsite = \"a\"\ngateway = \"b\"\n",
+    )
+    .expect_err("no port");
+    assert!(err.to_string().contains("host:port"), "{err}");
+    let err = gateway::site::load(
+        "[site]\nname = \"x\"\n[cloud]\nbroker = \"hub.example.com:8883\"\nsite = \"a\"\ngateway = \"b\"\n",
+    )
+    .expect_err("no certificates");
+    assert!(
+        err.to_string().contains("TLS needs `ca`, `cert` and `key`"),
+        "{err}"
+    );
+
+    hub.stop().await;
+    running.shutdown().await;
+}

@@ -53,6 +53,39 @@ struct SiteFile {
     rooms: Vec<RoomFile>,
     #[serde(default)]
     people: Vec<PersonFile>,
+    /// The connection to the central hub (optional: without it the gateway runs alone).
+    cloud: Option<CloudFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloudFile {
+    /// The broker, "host:port" (8883 for MQTT over TLS).
+    broker: Spanned<String>,
+    /// This gateway's identity: its site and id (the client certificate's CN is "site/gateway").
+    site: Spanned<String>,
+    gateway: Spanned<String>,
+    /// PEM files: the CA that signed the broker's certificate, this gateway's certificate, key.
+    ca: Option<Spanned<String>>,
+    cert: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    /// Plain TCP without TLS: only for a lab, and only when said explicitly.
+    #[serde(default = "yes")]
+    tls: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Where and as whom the gateway syncs with the hub.
+#[derive(Debug, Clone)]
+pub struct Cloud {
+    pub host: String,
+    pub port: u16,
+    pub id: cloud_sync::topics::GatewayId,
+    /// CA, certificate and key files; `None` only when `tls = false`.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Someone the door readers and panels may recognise. (The hub will provide the directory;
@@ -278,6 +311,7 @@ pub struct Site {
     pub bacnet: Option<BacnetNetworkConfig>,
     pub rooms: Vec<RoomSite>,
     pub people: Directory,
+    pub cloud: Option<Cloud>,
 }
 
 /// A person the readers may recognise.
@@ -832,7 +866,57 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         bacnet: field.bacnet,
         rooms,
         people,
+        cloud: file.cloud.as_ref().and_then(|c| build_cloud(ck, c)),
     }
+}
+
+fn build_cloud(ck: &mut Checker<'_>, c: &CloudFile) -> Option<Cloud> {
+    let (host, port) = match c.broker.get_ref().rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
+            Ok(port) if port > 0 => (h.to_owned(), port),
+            _ => {
+                ck.err(&c.broker, "cloud.broker", format!("'{p}' is not a port"));
+                return None;
+            }
+        },
+        _ => {
+            ck.err(
+                &c.broker,
+                "cloud.broker",
+                "write the broker as \"host:port\", e.g. \"mqtt.example.com:8883\"",
+            );
+            return None;
+        }
+    };
+    let id = match cloud_sync::topics::GatewayId::new(c.site.get_ref(), c.gateway.get_ref()) {
+        Ok(id) => id,
+        Err(e) => {
+            ck.err(&c.site, "cloud.site", e.to_string());
+            return None;
+        }
+    };
+    let tls = match (c.tls, &c.ca, &c.cert, &c.key) {
+        (true, Some(ca), Some(cert), Some(key)) => Some((
+            ca.get_ref().into(),
+            cert.get_ref().into(),
+            key.get_ref().into(),
+        )),
+        (true, ..) => {
+            ck.err(
+                &c.broker,
+                "cloud",
+                "TLS needs `ca`, `cert` and `key` (or `tls = false` for a lab broker)",
+            );
+            return None;
+        }
+        (false, ..) => None,
+    };
+    Some(Cloud {
+        host,
+        port,
+        id,
+        tls,
+    })
 }
 
 /// What a room has, from what is bound: the engine commands nothing else.
