@@ -4,6 +4,7 @@
 //! crate is the specification. `wire` holds the versioned payloads, `topics` the layout.
 
 pub mod backoff;
+pub mod calendar;
 pub mod hub;
 pub mod tls;
 pub mod topics;
