@@ -365,6 +365,8 @@ impl Broker {
              {user}\
              per_listener_settings false\n\
              allow_anonymous false\n\
+             max_queued_messages 100000\n\
+             max_inflight_messages 100\n\
              acl_file {acl}\n\
              persistence true\n\
              persistence_location {data}/\n\

@@ -23,7 +23,12 @@ pub struct HubStats {
     pub events_duplicate: u64,
     pub refused_payloads: u64,
     pub syncs: u64,
+    /// Acks and sync answers that could not even be queued (the gateway will resend).
+    pub replies_dropped: u64,
 }
+
+/// Replies (acks, sync answers) waiting for the publishing task.
+const REPLY_QUEUE: usize = 65_536;
 
 /// A running hub replica.
 #[derive(Debug)]
@@ -113,6 +118,24 @@ async fn run(
     loop {
         let (client, mut eventloop) = AsyncClient::new(options.clone(), 256);
         client_tx.send_replace(Some(client.clone()));
+        // Replies go through their own queue to a task that may wait for room in the client's
+        // request queue while this loop keeps polling: an ack is never dropped because the
+        // client was momentarily busy (the gateway would otherwise resend whole batches).
+        let (replies, mut queued) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(REPLY_QUEUE);
+        let publisher = {
+            let client = client.clone();
+            tokio::spawn(async move {
+                while let Some((topic, payload)) = queued.recv().await {
+                    if client
+                        .publish(topic, QoS::AtLeastOnce, false, payload)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })
+        };
         loop {
             match eventloop.poll().await {
                 Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
@@ -123,7 +146,7 @@ async fn run(
                     }
                 }
                 Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    handle(&client, &store, &stats, &p.topic, &p.payload);
+                    handle(&replies, &store, &stats, &p.topic, &p.payload);
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -133,12 +156,13 @@ async fn run(
                 }
             }
         }
+        publisher.abort();
         tokio::time::sleep(backoff.next_delay(jitter.uniform())).await;
     }
 }
 
 fn handle(
-    client: &AsyncClient,
+    replies: &tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
     store: &HubStore,
     stats: &watch::Sender<HubStats>,
     topic: &str,
@@ -147,6 +171,11 @@ fn handle(
     let Some((gw, channel)) = GatewayId::parse(topic) else {
         stats.send_modify(|s| s.refused_payloads += 1);
         return;
+    };
+    let reply = |topic: String, payload: Vec<u8>| {
+        if replies.try_send((topic, payload)).is_err() {
+            stats.send_modify(|s| s.replies_dropped += 1);
+        }
     };
     let refused = |what: String| {
         tracing::warn!("from {gw}: {what}");
@@ -165,12 +194,7 @@ fn handle(
                         v: VERSION,
                         upto: r.ack_upto,
                     };
-                    let _ = client.try_publish(
-                        gw.topic(Channel::Acks),
-                        QoS::AtLeastOnce,
-                        false,
-                        wire::encode(&ack),
-                    );
+                    reply(gw.topic(Channel::Acks), wire::encode(&ack));
                 }
                 // Not stored, not acked: the gateway will send it again.
                 Err(e) => tracing::error!("events from {gw} not stored: {e}"),
@@ -189,12 +213,7 @@ fn handle(
             Ok(req) => match store.changes_since(&gw, req.cursor) {
                 Ok(changes) => {
                     stats.send_modify(|s| s.syncs += 1);
-                    let _ = client.try_publish(
-                        gw.topic(Channel::Bookings),
-                        QoS::AtLeastOnce,
-                        false,
-                        wire::encode(&changes),
-                    );
+                    reply(gw.topic(Channel::Bookings), wire::encode(&changes));
                 }
                 Err(e) => tracing::error!("bookings for {gw} not read: {e}"),
             },
