@@ -612,27 +612,29 @@ impl MainLoop {
     /// Keeps what a restart must know about a booking: its check-in, a changed end, and
     /// whether it is over (so it is never started or released twice).
     fn persist_outcome(&mut self, booking: &BookingId, kind: &OutcomeKind, at: Timestamp) {
-        let change: fn(&mut StoredBooking, &OutcomeKind, i64) = |b, kind, at| match kind {
-            OutcomeKind::CheckedIn(_) => b.checked_in_ms = b.checked_in_ms.or(Some(at)),
-            OutcomeKind::Extended { until } => b.end_ms = until.as_millis(),
-            OutcomeKind::Ended | OutcomeKind::Released(_) => {
-                b.finished_ms = Some(at);
-                b.end_ms = b.end_ms.min(at.max(b.start_ms + 1));
-            }
-            _ => {}
-        };
-        if !matches!(
-            kind,
-            OutcomeKind::CheckedIn(_)
-                | OutcomeKind::Extended { .. }
-                | OutcomeKind::Ended
-                | OutcomeKind::Released(_)
-        ) {
-            return;
+        /// What an outcome changes in a stored booking.
+        enum Fact {
+            CheckedIn,
+            EndsAt(i64),
+            Finished,
         }
+        let fact = match kind {
+            OutcomeKind::CheckedIn(_) => Fact::CheckedIn,
+            OutcomeKind::Extended { until } => Fact::EndsAt(until.as_millis()),
+            OutcomeKind::Ended | OutcomeKind::Released(_) => Fact::Finished,
+            _ => return,
+        };
+        let at = at.as_millis();
         let result = self.store.booking(booking.as_str()).and_then(|b| match b {
             Some(mut b) => {
-                change(&mut b, kind, at.as_millis());
+                match fact {
+                    Fact::CheckedIn => b.checked_in_ms = b.checked_in_ms.or(Some(at)),
+                    Fact::EndsAt(end) => b.end_ms = end,
+                    Fact::Finished => {
+                        b.finished_ms = Some(at);
+                        b.end_ms = b.end_ms.min(at.max(b.start_ms + 1));
+                    }
+                }
                 self.store.put_booking(&b)
             }
             None => Ok(()),
@@ -1065,15 +1067,13 @@ impl MainLoop {
                 tracing::warn!("hub booking {} refused by the engine: {e}", b.id);
             }
         }
-        for id in removed {
-            for r in &self.site.rooms {
-                let _ = self.engine.handle_event(
-                    now,
-                    Event::BookingCancelled {
-                        room: r.config.id.clone(),
-                        booking: BookingId::from(id.as_str()),
-                    },
-                );
+        for b in removed {
+            let ev = Event::BookingCancelled {
+                room: RoomId::from(b.room.as_str()),
+                booking: BookingId::from(b.id.as_str()),
+            };
+            if let Err(e) = self.engine.handle_event(now, ev) {
+                tracing::warn!("hub cancellation of {} refused by the engine: {e}", b.id);
             }
         }
         Ok(())

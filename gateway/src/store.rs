@@ -393,30 +393,33 @@ impl Store {
     }
 
     /// Applies booking changes from the hub and its cursor in one transaction, so they can
-    /// never be out of step. A full snapshot replaces every hub booking. Returns the
-    /// bookings now stored and the ids removed, for the engine.
+    /// never be out of step. A full snapshot replaces every hub booking. Returns the bookings
+    /// removed (with their rooms), for the engine; ids that were not stored are skipped.
     pub fn apply_hub_bookings(
         &self,
         cursor: u64,
         full: bool,
         upserts: &[StoredBooking],
         deletes: &[String],
-    ) -> Result<Vec<String>, StoreError> {
-        let mut removed: Vec<String> = deletes.to_vec();
+    ) -> Result<Vec<StoredBooking>, StoreError> {
+        let mut gone: Vec<String> = deletes.to_vec();
         if full {
             let keep: std::collections::HashSet<&str> =
                 upserts.iter().map(|b| b.id.as_str()).collect();
             for b in self.bookings()? {
                 if b.source == BookingSource::Hub && !keep.contains(b.id.as_str()) {
-                    removed.push(b.id);
+                    gone.push(b.id);
                 }
             }
         }
         let tx = self.write()?;
+        let mut removed = Vec::new();
         {
             let mut t = tx.open_table(BOOKINGS)?;
-            for id in &removed {
-                t.remove(id.as_str())?;
+            for id in &gone {
+                if let Some(old) = t.remove(id.as_str())? {
+                    removed.push(decode("bookings", id, old.value())?);
+                }
             }
             for b in upserts {
                 t.insert(b.id.as_str(), encode(b).as_slice())?;
@@ -599,11 +602,8 @@ mod tests {
         let removed = s
             .apply_hub_bookings(9, true, &[hub], &[])
             .expect("snapshot");
-        assert_eq!(
-            removed,
-            vec!["h2".to_owned()],
-            "a snapshot replaces hub bookings only"
-        );
+        let removed: Vec<&str> = removed.iter().map(|b| b.id.as_str()).collect();
+        assert_eq!(removed, vec!["h2"], "a snapshot replaces hub bookings only");
         let ids: Vec<String> = s
             .bookings()
             .expect("list")

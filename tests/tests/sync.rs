@@ -232,6 +232,32 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
         "the retained status says online again"
     );
 
+    // A booking cancelled at the hub disappears from the gateway's room.
+    hub.change_booking(&id, booking("hub-2", "14:00", "15:00"))
+        .await
+        .expect("hub booking");
+    let next_is = |id: &'static str| {
+        let gw = gw.clone();
+        move || {
+            gw.snapshot()
+                .rooms
+                .iter()
+                .any(|r| r.next.as_ref().is_some_and(|b| b.id == id))
+        }
+    };
+    wait_for("hub-2 at the gateway", WAIT, next_is("hub-2")).await;
+    hub.change_booking(
+        &id,
+        BookingChange::Delete {
+            id: "hub-2".into(),
+            room: "r1".into(),
+        },
+    )
+    .await
+    .expect("hub cancellation");
+    let gone = next_is("hub-2");
+    wait_for("hub-2 cancelled at the gateway", WAIT, move || !gone()).await;
+
     hub.stop().await;
     running.shutdown().await;
 }
