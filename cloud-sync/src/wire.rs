@@ -101,6 +101,28 @@ pub struct RoomStatus {
     pub id: String,
     pub state: String,
     pub occupancy: String,
+    /// The room's display name (its id when the site file gives none).
+    #[serde(default)]
+    pub name: String,
+    /// The booking running now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<BookingGlance>,
+    /// The next booking today or later, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<BookingGlance>,
+    /// Devices this room uses that are offline now (their ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<String>,
+}
+
+/// A booking at a glance, for status pages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookingGlance {
+    pub id: String,
+    pub subject: String,
+    pub organizer: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
 }
 
 /// The retained status of a gateway; its last will is `online: false`.
@@ -115,6 +137,54 @@ pub struct Status {
     pub devices_offline: Vec<String>,
     #[serde(default)]
     pub outbox_depth: u64,
+    /// The site's IANA time zone ("UTC" when the site file names none); the hub shows and
+    /// books this gateway's rooms in it.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// How many field devices the gateway has.
+    #[serde(default)]
+    pub devices_total: u32,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+impl Status {
+    /// The last will: "offline", nothing else (the hub keeps the rooms it last saw).
+    pub fn offline() -> Status {
+        Status {
+            v: VERSION,
+            online: false,
+            at_ms: 0,
+            rooms: Vec::new(),
+            devices_offline: Vec::new(),
+            outbox_depth: 0,
+            timezone: utc(),
+            devices_total: 0,
+        }
+    }
+}
+
+/// One point's value at a moment, as telemetry carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointSample {
+    /// The device's id in the gateway's site file.
+    pub device: String,
+    /// The point's name on that device.
+    pub point: String,
+    pub at_ms: i64,
+    /// The engineering value (a bool point is 0 or 1); `None` when the point is unavailable
+    /// (its device is offline).
+    pub value: Option<f64>,
+}
+
+/// Changed point values, batched and rate-limited by the gateway (QoS 0, never queued in the
+/// outbox: a lost sample is superseded by the next one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    pub v: u32,
+    pub samples: Vec<PointSample>,
 }
 
 /// "Send me the booking changes after this cursor" (0: everything).
@@ -185,6 +255,7 @@ versioned!(
     Status => "a status",
     SyncRequest => "a sync request",
     BookingChanges => "booking changes",
+    Telemetry => "telemetry",
 );
 
 /// Hub commands carry no `v` of their own; they ride in a versioned envelope.

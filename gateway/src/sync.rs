@@ -177,6 +177,10 @@ mod agent {
                     id: r.id.clone(),
                     state: r.state.to_owned(),
                     occupancy: r.occupancy.to_owned(),
+                    name: r.id.clone(),
+                    current: None,
+                    next: None,
+                    faults: Vec::new(),
                 })
                 .collect(),
             devices_offline: snap
@@ -186,6 +190,8 @@ mod agent {
                 .map(|d| d.id.clone())
                 .collect(),
             outbox_depth: store.outbox_depth().unwrap_or(0),
+            timezone: "UTC".into(),
+            devices_total: snap.devices.len() as u32,
         }
     }
 
@@ -201,14 +207,7 @@ mod agent {
         tokio::time::sleep(cfg.first_attempt_spread.mul_f64(jitter.uniform())).await;
         loop {
             let mut options = cfg.options.clone();
-            let offline = Status {
-                v: VERSION,
-                online: false,
-                at_ms: 0,
-                rooms: Vec::new(),
-                devices_offline: Vec::new(),
-                outbox_depth: 0,
-            };
+            let offline = Status::offline();
             options.set_last_will(LastWill::new(
                 cfg.id.topic(Channel::Status),
                 wire::encode(&offline),

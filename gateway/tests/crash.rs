@@ -132,7 +132,7 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
     let options = |client: &str| {
         cloud_sync::tls::mqtt_options(client, "127.0.0.1", broker.port, None).expect("options")
     };
-    let store = Arc::new(HubStore::open(&hub_dir).expect("hub store"));
+    let store = Arc::new(HubStore::open_embedded(&hub_dir).expect("hub store"));
     let mut hub = Some(Hub::start(options("hub-1"), Arc::clone(&store), "hub"));
 
     let site = dir.path().join("site.toml");
@@ -165,7 +165,7 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
             h.stop().await;
         }
     }
-    let before_kill = store.events(&id).expect("events").len();
+    let before_kill = store.events(&id).await.expect("events").len();
     gw.kill().expect("SIGKILL");
     let _ = gw.wait();
     let hub = Hub::start(options("hub-1"), Arc::clone(&store), "hub");
@@ -175,9 +175,10 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
     assert_eq!(post(&addr, "/api/rooms/r0/checkin", ""), 200);
     let store2 = Arc::clone(&store);
     let id2 = id.clone();
+    let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         wait("every event at the hub", || {
-            store2.events(&id2).is_ok_and(|e| {
+            rt.block_on(store2.events(&id2)).is_ok_and(|e| {
                 e.iter()
                     .filter(|e| e.kind == cloud_sync::wire::EventKind::BookingLocal)
                     .count()
@@ -189,7 +190,7 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
     })
     .await
     .expect("wait");
-    let events = store.events(&id).expect("events");
+    let events = store.events(&id).await.expect("events");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(
         seqs,

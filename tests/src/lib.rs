@@ -82,6 +82,22 @@ pub async fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bo
     }
 }
 
+/// Like [`wait_for`], for a condition that has to await (a store query, say).
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// An IEEE-754 f32 from two Modbus registers, high word first.
 pub fn f32_from_words(hi: u16, lo: u16) -> f32 {
     f32::from_bits((u32::from(hi) << 16) | u32::from(lo))

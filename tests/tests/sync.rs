@@ -13,7 +13,7 @@ use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
 use gateway::sync::{AgentConfig, spawn_agent};
 use roomgate_tests::broker::Broker;
-use roomgate_tests::wait_for;
+use roomgate_tests::{wait_for, wait_until};
 use scenes::{Span, Timestamp};
 
 const DAY: i64 = 1_772_409_600_000; // 2026-03-02 00:00 UTC
@@ -93,7 +93,7 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
 
     // The hub, as replica 1.
     let hub_dir = tempfile::tempdir().expect("hub dir");
-    let hub_store = Arc::new(HubStore::open(hub_dir.path()).expect("hub store"));
+    let hub_store = Arc::new(HubStore::open_embedded(hub_dir.path()).expect("hub store"));
     let hub = Hub::start(
         broker.mqtt_options("hub-1", "hub/1").expect("hub options"),
         Arc::clone(&hub_store),
@@ -142,9 +142,10 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
     wait_for("lights on for the hub's booking", WAIT, || lights.coil(0)).await;
     advance("09:10").await; // nobody came: released as a no-show
     wait_for("released", WAIT, || !lights.coil(0)).await;
-    wait_for("the hub has the morning's events", WAIT, || {
+    wait_until("the hub has the morning's events", WAIT, || async {
         hub_store
             .events(&id)
+            .await
             .is_ok_and(|e| e.iter().any(|e| e.kind == EventKind::NoShowStrike))
     })
     .await;
@@ -200,7 +201,7 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
         store.outbox_depth().is_ok_and(|d| d == 0)
     })
     .await;
-    let events = hub_store.events(&id).expect("hub events");
+    let events = hub_store.events(&id).await.expect("hub events");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(
         seqs,
@@ -227,6 +228,7 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
     assert!(
         hub_store
             .status(&id)
+            .await
             .expect("status")
             .is_some_and(|s| s.online),
         "the retained status says online again"
@@ -270,7 +272,7 @@ async fn a_site_with_a_cloud_section_syncs_by_itself() {
         .client_paths(&id.to_string())
         .expect("client certificates");
     let hub_dir = tempfile::tempdir().expect("hub dir");
-    let hub_store = Arc::new(HubStore::open(hub_dir.path()).expect("hub store"));
+    let hub_store = Arc::new(HubStore::open_embedded(hub_dir.path()).expect("hub store"));
     let hub = Hub::start(
         broker.mqtt_options("hub-1", "hub/1").expect("hub options"),
         Arc::clone(&hub_store),
@@ -309,9 +311,10 @@ kind = "bookable"
     )
     .await
     .expect("gateway");
-    wait_for("the hub sees the gateway online", WAIT, || {
+    wait_until("the hub sees the gateway online", WAIT, || async {
         hub_store
             .status(&id)
+            .await
             .is_ok_and(|s| s.is_some_and(|s| s.online))
     })
     .await;
@@ -323,9 +326,10 @@ kind = "bookable"
     )
     .await;
     assert_eq!(r.status, 201, "{}", r.text);
-    wait_for("the local booking reaches the hub", WAIT, || {
+    wait_until("the local booking reaches the hub", WAIT, || async {
         hub_store
             .events(&id)
+            .await
             .is_ok_and(|e| e.iter().any(|e| e.kind == EventKind::BookingLocal))
     })
     .await;

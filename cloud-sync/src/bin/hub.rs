@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
             .context("the broker connection")?;
     std::fs::create_dir_all(&cli.data)
         .with_context(|| format!("creating {}", cli.data.display()))?;
-    let store = Arc::new(HubStore::open(&cli.data).context("opening the hub store")?);
+    let store = Arc::new(HubStore::open_embedded(&cli.data).context("opening the hub store")?);
     let hub = Hub::start(options, store, &cli.group);
     tracing::info!(
         "hub replica {} serving {host}:{port} in group '{}'",

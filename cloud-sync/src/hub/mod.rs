@@ -3,6 +3,7 @@
 
 pub mod service;
 pub mod store;
+pub mod web;
 
 pub use service::{Hub, HubStats};
 pub use store::HubStore;

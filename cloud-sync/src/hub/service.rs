@@ -79,7 +79,7 @@ impl Hub {
         gw: &GatewayId,
         change: BookingChange,
     ) -> Result<u64, HubStoreError> {
-        let cursor = self.store.change_booking(gw, change.clone())?;
+        let cursor = self.store.change_booking(gw, change.clone()).await?;
         let client = self.client_tx.borrow().clone();
         if let Some(client) = client {
             let push = BookingChanges {
@@ -146,7 +146,7 @@ async fn run(
                     }
                 }
                 Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    handle(&replies, &store, &stats, &p.topic, &p.payload);
+                    handle(&replies, &store, &stats, &p.topic, &p.payload).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -161,7 +161,7 @@ async fn run(
     }
 }
 
-fn handle(
+async fn handle(
     replies: &tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
     store: &HubStore,
     stats: &watch::Sender<HubStats>,
@@ -183,11 +183,11 @@ fn handle(
     };
     match channel {
         Channel::Events => match wire::decode::<EventBatch>(payload) {
-            Ok(batch) => match store.ingest(&gw, &batch) {
+            Ok(batch) => match store.ingest(&gw, &batch, now_ms()).await {
                 Ok(r) => {
                     stats.send_modify(|s| {
                         s.batches += 1;
-                        s.events_new += r.new as u64;
+                        s.events_new += r.fresh.len() as u64;
                         s.events_duplicate += r.duplicates as u64;
                     });
                     let ack = Ack {
@@ -202,15 +202,25 @@ fn handle(
             Err(e) => refused(e.to_string()),
         },
         Channel::Status => match wire::decode::<Status>(payload) {
-            Ok(status) => {
-                if let Err(e) = store.put_status(&gw, &status) {
+            Ok(mut status) => {
+                // A last will says only "offline": keep the rooms last seen, for the dashboard.
+                if !status.online
+                    && status.rooms.is_empty()
+                    && let Ok(Some(last)) = store.status(&gw).await
+                {
+                    status = Status {
+                        online: false,
+                        ..last
+                    };
+                }
+                if let Err(e) = store.put_status(&gw, &status, now_ms()).await {
                     tracing::error!("status of {gw} not stored: {e}");
                 }
             }
             Err(e) => refused(e.to_string()),
         },
         Channel::Sync => match wire::decode::<SyncRequest>(payload) {
-            Ok(req) => match store.changes_since(&gw, req.cursor) {
+            Ok(req) => match store.changes_since(&gw, req.cursor).await {
                 Ok(changes) => {
                     stats.send_modify(|s| s.syncs += 1);
                     reply(gw.topic(Channel::Bookings), wire::encode(&changes));
@@ -221,4 +231,11 @@ fn handle(
         },
         _ => refused(format!("unexpected message on {topic}")),
     }
+}
+
+/// The hub's wall clock in milliseconds (when a gateway was last heard from).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

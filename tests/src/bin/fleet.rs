@@ -242,7 +242,8 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         .prefix("roomgate-fleet-hub-")
         .tempdir()
         .context("creating the hub's temp dir")?;
-    let hub_store = Arc::new(HubStore::open(hub_dir.path()).context("opening the hub store")?);
+    let hub_store =
+        Arc::new(HubStore::open_embedded(hub_dir.path()).context("opening the hub store")?);
     let hub = Hub::start(
         broker
             .mqtt_options("hub-1", "hub/1")
@@ -481,14 +482,7 @@ impl SimGateway {
         tokio::time::sleep(self.cfg.first_spread.mul_f64(self.jitter.uniform())).await;
         loop {
             let mut options = self.options.clone();
-            let offline = Status {
-                v: VERSION,
-                online: false,
-                at_ms: 0,
-                rooms: Vec::new(),
-                devices_offline: Vec::new(),
-                outbox_depth: 0,
-            };
+            let offline = Status::offline();
             options.set_last_will(LastWill::new(
                 self.id.topic(Channel::Status),
                 wire::encode(&offline),
@@ -590,6 +584,8 @@ impl SimGateway {
             rooms: Vec::new(),
             devices_offline: Vec::new(),
             outbox_depth: self.outbox.len() as u64,
+            timezone: "UTC".into(),
+            devices_total: 0,
         };
         let _ = client.try_publish(
             self.id.topic(Channel::Status),
@@ -779,6 +775,7 @@ async fn ingest(opts: &Options, fleet: &Fleet, hub: &Hub) -> anyhow::Result<()> 
         let seqs: Vec<u64> = hub
             .store()
             .events(&id)
+            .await
             .context("reading the hub's events")?
             .iter()
             .map(|e| e.seq)
@@ -894,7 +891,7 @@ async fn real_gateway(opts: &Options, broker: &Broker, hub: &Hub) -> anyhow::Res
             .await?;
             println!(
                 "drain: checked: the outbox is empty and the hub holds {} events of this gateway",
-                hub.store().events(&id).context("hub events")?.len()
+                hub.store().events(&id).await.context("hub events")?.len()
             );
         }
         if opts.runs("latency") {
@@ -923,6 +920,7 @@ async fn latency(
     let hub_cursor = hub
         .store()
         .changes_since(id, 0)
+        .await
         .context("hub cursor")?
         .cursor;
     wait_until("the gateway's first sync", PHASE_LIMIT, || {

@@ -1,0 +1,1 @@
+//! The booking API: create, change and cancel bookings and series, import calendars.

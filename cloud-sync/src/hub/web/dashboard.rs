@@ -1,0 +1,1 @@
+//! The admin dashboard: buildings, gateways and rooms live, faults, statistics; login.
