@@ -33,6 +33,9 @@ struct Entry {
     first_presence: Option<Timestamp>,
     occupied: Span,
     devices_on: Span,
+    /// The booked end of a meeting ended early ("end now" moves `booking.end` to the moment it
+    /// ended); usage facts report this one as the scheduled end.
+    booked_end: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,7 +276,9 @@ impl Room {
                 refuse_if_closed()?;
                 match self.running() {
                     Some(i) => {
-                        self.bookings[i].booking.end = now;
+                        let e = &mut self.bookings[i];
+                        e.booked_end.get_or_insert(e.booking.end);
+                        e.booking.end = now;
                         self.end_meeting(&mut cx, i, Some(Reason::EndedEarly { by }));
                     }
                     None => self.outcome(
@@ -349,6 +354,7 @@ impl Room {
                 first_presence: None,
                 occupied: Span::ZERO,
                 devices_on: Span::ZERO,
+                booked_end: None,
             });
         }
         self.bookings.sort_by(|a, b| {
@@ -958,7 +964,7 @@ impl Room {
         let facts = UsageFacts {
             organizer: e.booking.organizer.clone(),
             scheduled_start: e.booking.start,
-            scheduled_end: e.booking.end,
+            scheduled_end: e.booked_end.unwrap_or(e.booking.end),
             actual_start,
             actual_end: cx.now,
             release,

@@ -63,9 +63,11 @@ impl Day {
                     let booking = o.booking.map(|b| format!(" [{b}]")).unwrap_or_default();
                     match o.kind {
                         OutcomeKind::Usage(u) => format!(
-                            "{} {} usage{booking}: came {}, left {}, occupied {}, devices on {}{}",
+                            "{} {} usage{booking}: booked {}–{}, came {}, left {}, occupied {}, devices on {}{}",
                             o.at,
                             o.room,
+                            u.scheduled_start,
+                            u.scheduled_end,
                             u.actual_start.map_or("-".to_owned(), |t| t.to_string()),
                             u.actual_end,
                             u.occupied,
@@ -154,7 +156,7 @@ fn checked_in_meeting_prepares_runs_and_leaves() {
             09:03 r1 CheckedIn(Panel) [b1] — checked in by door panel
             09:03 r1 state in_meeting
             09:03 r1 status light Red — room is in_meeting
-            10:00 r1 usage [b1]: came 09:03, left 10:00, occupied 58 min, devices on 75 min
+            10:00 r1 usage [b1]: booked 09:00–10:00, came 09:03, left 10:00, occupied 58 min, devices on 75 min
             10:00 r1 Ended [b1] — meeting ended at 10:00
             10:00 r1 curtains 100% — meeting ended at 10:00
             10:00 r1 lights off — meeting ended at 10:00
@@ -184,7 +186,7 @@ fn nobody_checks_in_and_the_booking_is_released_as_a_no_show() {
             08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
             09:00 r1 MeetingStarted [b1] — meeting started at 09:00
             09:03 r1 lights 30% — nobody seen since 08:58: lights step down after 5 min
-            09:10 r1 usage [b1]: came -, left 09:10, occupied 0 min, devices on 25 min, released NoShow
+            09:10 r1 usage [b1]: booked 09:00–10:00, came -, left 09:10, occupied 0 min, devices on 25 min, released NoShow
             09:10 r1 Released(NoShow) [b1] — no check-in by 09:10 (policy: 10 min)
             09:10 r1 NoShowStrike { organizer: "ana@example.com" } [b1] — no check-in by 09:10 (policy: 10 min)
             09:10 r1 curtains 100% — no check-in by 09:10 (policy: 10 min)
@@ -220,7 +222,7 @@ fn an_emptied_meeting_steps_lights_down_then_is_released_for_vacancy() {
             09:02 r1 state in_meeting
             09:02 r1 status light Red — room is in_meeting
             09:25 r1 lights 30% — nobody seen since 09:20: lights step down after 5 min
-            09:35 r1 usage [b1]: came 09:02, left 09:35, occupied 19 min, devices on 50 min, released Vacancy
+            09:35 r1 usage [b1]: booked 09:00–11:00, came 09:02, left 09:35, occupied 19 min, devices on 50 min, released Vacancy
             09:35 r1 Released(Vacancy) [b1] — nobody seen since 09:20 (policy: 15 min)
             09:35 r1 curtains 100% — nobody seen since 09:20 (policy: 15 min)
             09:35 r1 lights off — nobody seen since 09:20 (policy: 15 min)
@@ -280,7 +282,7 @@ fn people_staying_after_the_end_get_a_staged_shutdown_when_they_leave() {
         09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
         09:00 r1 state in_meeting
         09:00 r1 status light Red — room is in_meeting
-        10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 60 min, devices on 75 min
+        10:00 r1 usage [b1]: booked 09:00–10:00, came 09:00, left 10:00, occupied 60 min, devices on 75 min
         10:00 r1 Ended [b1] — meeting ended at 10:00 with people still in the room: devices stay on until it is empty
         10:00 r1 state occupied
         10:00 r1 status light Red — room is occupied
@@ -317,7 +319,7 @@ fn back_to_back_meetings_keep_the_room_as_it_is() {
             09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
             09:00 r1 state in_meeting
             09:00 r1 status light Red — room is in_meeting
-            10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 0 min, devices on 75 min
+            10:00 r1 usage [b1]: booked 09:00–10:00, came 09:00, left 10:00, occupied 0 min, devices on 75 min
             10:00 r1 Ended [b1] — next meeting at 10:00 follows: the room stays as it is
             10:00 r1 MeetingStarted [b2] — meeting started at 10:00
             10:00 r1 state starting_soon
@@ -326,7 +328,7 @@ fn back_to_back_meetings_keep_the_room_as_it_is() {
             10:02 r1 state in_meeting
             10:02 r1 status light Red — room is in_meeting
             10:35 r1 lights 30% — nobody seen since 10:30: lights step down after 5 min
-            10:45 r1 usage [b2]: came 10:02, left 10:45, occupied 0 min, devices on 45 min, released Vacancy
+            10:45 r1 usage [b2]: booked 10:00–11:00, came 10:02, left 10:45, occupied 0 min, devices on 45 min, released Vacancy
             10:45 r1 Released(Vacancy) [b2] — nobody seen since 10:30 (policy: 15 min)
             10:45 r1 curtains 100% — nobody seen since 10:30 (policy: 15 min)
             10:45 r1 lights off — nobody seen since 10:30 (policy: 15 min)
@@ -389,7 +391,7 @@ fn presence_checks_in_where_the_policy_allows_it() {
         09:00 r1 MeetingStarted [b1] — meeting started at 09:00
         09:00 r1 state in_meeting
         09:00 r1 status light Red — room is in_meeting
-        09:30 r1 usage [b1]: came 08:45, left 09:30, occupied 30 min, devices on 45 min
+        09:30 r1 usage [b1]: booked 09:00–09:30, came 08:45, left 09:30, occupied 30 min, devices on 45 min
         09:30 r1 Ended [b1] — meeting ended at 09:30 with people still in the room: devices stay on until it is empty
         09:30 r1 state occupied
         09:30 r1 status light Red — room is occupied
@@ -417,7 +419,7 @@ fn an_unavailable_sensor_never_releases_a_running_meeting() {
             09:00 r1 CheckedIn(Panel) [b1] — checked in by door panel
             09:00 r1 state in_meeting
             09:00 r1 status light Red — room is in_meeting
-            10:00 r1 usage [b1]: came 09:00, left 10:00, occupied 0 min, devices on 75 min
+            10:00 r1 usage [b1]: booked 09:00–10:00, came 09:00, left 10:00, occupied 0 min, devices on 75 min
             10:00 r1 Ended [b1] — meeting ended at 10:00
             10:00 r1 curtains 100% — meeting ended at 10:00
             10:00 r1 lights off — meeting ended at 10:00
@@ -456,7 +458,7 @@ fn cancelling_a_running_meeting_ends_it_and_cancelling_a_prepared_one_undoes_it(
             09:05 r1 CheckedIn(Panel) [b1] — checked in by door panel
             09:05 r1 state in_meeting
             09:05 r1 status light Red — room is in_meeting
-            09:30 r1 usage [b1]: came 09:05, left 09:30, occupied 0 min, devices on 45 min
+            09:30 r1 usage [b1]: booked 09:00–10:00, came 09:05, left 09:30, occupied 0 min, devices on 45 min
             09:30 r1 Cancelled [b1] — booking cancelled
             09:30 r1 curtains 100% — booking cancelled
             09:30 r1 lights off — booking cancelled
@@ -645,7 +647,7 @@ fn extensions_never_run_into_the_next_booking_and_end_now_leaves_at_once() {
         09:50 r1 Extended { until: Timestamp(36900000) } [b1] — extended to 10:15 by door panel
         10:10 r1 Extended { until: Timestamp(37800000) } [b1] — extended by door panel to 10:30, where the next meeting starts
         10:20 r1 ExtendRefused [b1] — cannot extend: the meeting already ends at 10:30
-        10:30 r1 usage [b1]: came 09:00, left 10:30, occupied 0 min, devices on 105 min
+        10:30 r1 usage [b1]: booked 09:00–10:30, came 09:00, left 10:30, occupied 0 min, devices on 105 min
         10:30 r1 Ended [b1] — next meeting at 10:30 follows: the room stays as it is
         10:30 r1 MeetingStarted [b2] — meeting started at 10:30
         10:30 r1 state starting_soon
@@ -653,7 +655,7 @@ fn extensions_never_run_into_the_next_booking_and_end_now_leaves_at_once() {
         10:31 r1 CheckedIn(Panel) [b2] — checked in by door panel
         10:31 r1 state in_meeting
         10:31 r1 status light Red — room is in_meeting
-        10:40 r1 usage [b2]: came 10:31, left 10:40, occupied 0 min, devices on 10 min
+        10:40 r1 usage [b2]: booked 10:30–11:00, came 10:31, left 10:40, occupied 0 min, devices on 10 min
         10:40 r1 Ended [b2] — ended early by door panel
         10:40 r1 curtains 100% — ended early by door panel
         10:40 r1 lights off — ended early by door panel
@@ -797,31 +799,31 @@ fn air_quality_rules_switch_with_hysteresis_only_while_the_room_is_in_use() {
     day.check(
         "10:30",
         expect![[r#"
-        07:00 r1 state free
-        07:00 r1 status light Green — room is free
-        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
-        08:45 r1 state starting_soon
-        08:45 r1 status light YellowBlinking — room is starting_soon
-        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
-        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
-        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
-        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
-        09:00 r1 ventilation 100% — CO2 1200 above 1000
-        09:01 r1 CheckedIn(Panel) [b1] — checked in by door panel
-        09:01 r1 state in_meeting
-        09:01 r1 status light Red — room is in_meeting
-        09:30 r1 ventilation 30% — CO2 790 back below 800
-        09:40 r1 ventilation 100% — CO2 1001 above 1000
-        10:00 r1 usage [b1]: came 09:01, left 10:00, occupied 59 min, devices on 75 min
-        10:00 r1 Ended [b1] — meeting ended at 10:00
-        10:00 r1 ventilation off — meeting ended at 10:00
-        10:00 r1 curtains 100% — meeting ended at 10:00
-        10:00 r1 lights off — meeting ended at 10:00
-        10:00 r1 sockets off — meeting ended at 10:00
-        10:00 r1 hvac off — meeting ended at 10:00
-        10:00 r1 state free
-        10:00 r1 status light Green — room is free
-    "#]],
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:00 r1 ventilation 100% — CO2 1200 above 1000
+            09:01 r1 CheckedIn(Panel) [b1] — checked in by door panel
+            09:01 r1 state in_meeting
+            09:01 r1 status light Red — room is in_meeting
+            09:30 r1 ventilation 30% — CO2 790 back below 800
+            09:40 r1 ventilation 100% — CO2 1001 above 1000
+            10:00 r1 usage [b1]: booked 09:00–10:00, came 09:01, left 10:00, occupied 59 min, devices on 75 min
+            10:00 r1 Ended [b1] — meeting ended at 10:00
+            10:00 r1 ventilation off — meeting ended at 10:00
+            10:00 r1 curtains 100% — meeting ended at 10:00
+            10:00 r1 lights off — meeting ended at 10:00
+            10:00 r1 sockets off — meeting ended at 10:00
+            10:00 r1 hvac off — meeting ended at 10:00
+            10:00 r1 state free
+            10:00 r1 status light Green — room is free
+        "#]],
     );
 }
 
@@ -849,7 +851,7 @@ fn a_presence_sensor_that_disappears_mid_meeting_is_reported_and_its_return_too(
         09:10 r1 SensorUnavailable [b1] — presence sensor unavailable: vacancy release suspended until it is back
         09:40 r1 SensorRestored — presence sensor back
         09:45 r1 lights 30% — nobody seen since 09:40: lights step down after 5 min
-        09:55 r1 usage [b1]: came 09:01, left 09:55, occupied 10 min, devices on 70 min, released Vacancy
+        09:55 r1 usage [b1]: booked 09:00–10:00, came 09:01, left 09:55, occupied 10 min, devices on 70 min, released Vacancy
         09:55 r1 Released(Vacancy) [b1] — nobody seen since 09:40 (policy: 15 min)
         09:55 r1 curtains 100% — nobody seen since 09:40 (policy: 15 min)
         09:55 r1 lights off — nobody seen since 09:40 (policy: 15 min)
@@ -907,7 +909,7 @@ fn a_booking_moved_or_shortened_mid_meeting_is_followed() {
         09:02 r1 CheckedIn(Panel) [b1] — checked in by door panel
         09:02 r1 state in_meeting
         09:02 r1 status light Red — room is in_meeting
-        09:45 r1 usage [b1]: came 09:02, left 09:45, occupied 45 min, devices on 60 min
+        09:45 r1 usage [b1]: booked 09:00–09:45, came 09:02, left 09:45, occupied 45 min, devices on 60 min
         09:45 r1 Ended [b1] — meeting ended at 09:45 with people still in the room: devices stay on until it is empty
         09:45 r1 state occupied
         09:45 r1 status light Red — room is occupied
