@@ -122,10 +122,15 @@ impl fmt::Display for GatewayId {
 
 /// What hub replicas subscribe to: every gateway's upward channels, shared in `group`.
 pub fn hub_subscriptions(group: &str) -> Vec<String> {
-    [Channel::Events, Channel::Status, Channel::Sync]
-        .into_iter()
-        .map(|c| format!("$share/{group}/{PREFIX}/+/+/{}", c.name()))
-        .collect()
+    [
+        Channel::Events,
+        Channel::Status,
+        Channel::Telemetry,
+        Channel::Sync,
+    ]
+    .into_iter()
+    .map(|c| format!("$share/{group}/{PREFIX}/+/+/{}", c.name()))
+    .collect()
 }
 
 #[cfg(test)]

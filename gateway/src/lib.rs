@@ -13,3 +13,4 @@ pub mod runtime;
 pub mod site;
 pub mod store;
 pub mod sync;
+pub mod telemetry;

@@ -88,6 +88,12 @@ pub struct AgentConfig {
     pub stable_after: std::time::Duration,
     /// The first attempt after start waits a random time up to this.
     pub first_attempt_spread: std::time::Duration,
+    /// A sync request without an answer for this long is sent again; each further wait
+    /// doubles, with jitter, up to `sync_timeout_max`.
+    pub sync_timeout: std::time::Duration,
+    pub sync_timeout_max: std::time::Duration,
+    /// The retained status is republished when it changes, at most once per this.
+    pub status_interval: std::time::Duration,
 }
 
 impl AgentConfig {
@@ -102,6 +108,9 @@ impl AgentConfig {
             backoff_max: Duration::from_secs(120),
             stable_after: Duration::from_secs(60),
             first_attempt_spread: Duration::from_secs(5),
+            sync_timeout: Duration::from_secs(10),
+            sync_timeout_max: Duration::from_secs(180),
+            status_interval: Duration::from_secs(5),
         }
     }
 }
@@ -113,6 +122,16 @@ pub struct AgentStatus {
     /// The hub has every event up to this sequence number.
     pub acked_upto: u64,
     pub connects: u64,
+    /// Sync requests sent again because no answer came in time.
+    pub syncs_resent: u64,
+    /// Retained status messages published (on connect and on changes).
+    pub statuses_published: u64,
+    /// Telemetry samples handed to the broker (QoS 0: best effort from there).
+    pub telemetry_sent: u64,
+    /// Telemetry samples not published: the link was down or the client's queue was full.
+    pub telemetry_dropped: u64,
+    /// Telemetry batches the agent fell too far behind to read (their samples are unknown).
+    pub telemetry_batches_missed: u64,
 }
 
 /// Starts the sync agent: it owns the MQTT connection to the hub.
@@ -130,22 +149,84 @@ pub fn spawn_agent(
     (task, rx)
 }
 
+/// The retained status the hub shows for this gateway, from the floor's snapshot: rooms with
+/// their names, current and next bookings and the offline devices their bindings use.
+pub fn hub_status(
+    snap: &crate::api::FloorSnapshot,
+    online: bool,
+    outbox_depth: u64,
+) -> cloud_sync::wire::Status {
+    use cloud_sync::wire::{BookingGlance, RoomStatus, Status, VERSION};
+    use std::collections::BTreeSet;
+    let offline: BTreeSet<&str> = snap
+        .devices
+        .iter()
+        .filter(|d| d.state == "offline")
+        .map(|d| d.id.as_str())
+        .collect();
+    let glance = |b: &crate::api::BookingDto| BookingGlance {
+        id: b.id.clone(),
+        subject: b.subject.clone(),
+        organizer: b.organizer.clone(),
+        start_ms: b.start_ms,
+        end_ms: b.end_ms,
+    };
+    let rooms = snap
+        .rooms
+        .iter()
+        .map(|r| {
+            // A point is "device/point"; device ids never contain '/'.
+            let faults: BTreeSet<&str> = r
+                .points
+                .iter()
+                .filter_map(|p| p.point.split_once('/').map(|(device, _)| device))
+                .filter(|device| offline.contains(device))
+                .collect();
+            RoomStatus {
+                id: r.id.clone(),
+                state: r.state.to_owned(),
+                occupancy: r.occupancy.to_owned(),
+                name: if r.name.is_empty() {
+                    r.id.clone()
+                } else {
+                    r.name.clone()
+                },
+                current: r.current.as_ref().map(glance),
+                next: r.next.as_ref().map(glance),
+                faults: faults.into_iter().map(str::to_owned).collect(),
+            }
+        })
+        .collect();
+    Status {
+        v: VERSION,
+        online,
+        at_ms: snap.now_ms,
+        rooms,
+        devices_offline: offline.iter().map(|d| (*d).to_owned()).collect(),
+        outbox_depth,
+        timezone: snap.timezone.clone(),
+        devices_total: u32::try_from(snap.devices.len()).unwrap_or(u32::MAX),
+    }
+}
+
 mod agent {
     //! The agent's connection loop.
 
     use std::sync::Arc;
+    use std::time::Duration;
 
     use cloud_sync::backoff::{Jitter, Jittered};
     use cloud_sync::topics::Channel;
     use cloud_sync::wire::{
-        self, Ack, BookingChanges, CommandEnvelope, HubCommand, RoomStatus, Status, SyncRequest,
+        self, Ack, BookingChanges, CommandEnvelope, HubCommand, Status, SyncRequest, Telemetry,
         VERSION,
     };
     use rumqttc::{AsyncClient, Event as MqttEvent, LastWill, Packet, QoS};
-    use tokio::sync::watch;
+    use tokio::sync::{broadcast, watch};
     use tokio::time::Instant;
 
-    use super::{AgentConfig, AgentStatus};
+    use super::{AgentConfig, AgentStatus, hub_status};
+    use crate::api::FloorSnapshot;
     use crate::runtime::{GatewayHandle, RoomAction};
     use crate::store::Store;
 
@@ -165,33 +246,17 @@ mod agent {
     }
 
     fn status(g: &GatewayHandle, store: &Store, online: bool) -> Status {
-        let snap = g.snapshot();
+        hub_status(&g.snapshot(), online, store.outbox_depth().unwrap_or(0))
+    }
+
+    /// The same status apart from the time it was taken.
+    fn same(a: &Status, b: &Status) -> bool {
         Status {
-            v: VERSION,
-            online,
-            at_ms: snap.now_ms,
-            rooms: snap
-                .rooms
-                .iter()
-                .map(|r| RoomStatus {
-                    id: r.id.clone(),
-                    state: r.state.to_owned(),
-                    occupancy: r.occupancy.to_owned(),
-                    name: r.id.clone(),
-                    current: None,
-                    next: None,
-                    faults: Vec::new(),
-                })
-                .collect(),
-            devices_offline: snap
-                .devices
-                .iter()
-                .filter(|d| d.state == "offline")
-                .map(|d| d.id.clone())
-                .collect(),
-            outbox_depth: store.outbox_depth().unwrap_or(0),
-            timezone: "UTC".into(),
-            devices_total: snap.devices.len() as u32,
+            at_ms: 0,
+            ..a.clone()
+        } == Status {
+            at_ms: 0,
+            ..b.clone()
         }
     }
 
@@ -204,6 +269,8 @@ mod agent {
     ) {
         let mut jitter = Jitter::new(seed(&cfg));
         let mut backoff = Jittered::new(cfg.backoff_min, cfg.backoff_max);
+        let mut telemetry = gateway.telemetry();
+        let mut floor = gateway.watch();
         tokio::time::sleep(cfg.first_attempt_spread.mul_f64(jitter.uniform())).await;
         loop {
             let mut options = cfg.options.clone();
@@ -220,14 +287,21 @@ mod agent {
                 store: &store,
                 gateway: &gateway,
                 report: &report,
+                jitter: &mut jitter,
                 published_upto: 0,
                 acked_upto: 0,
                 last_progress: Instant::now(),
                 connected: false,
+                sync_wait: None,
+                status_sent: None,
+                status_dirty: false,
             };
             let (client, eventloop) = AsyncClient::new(options, 64);
-            let reason = session.serve(client, eventloop, &mut outbox).await;
+            let reason = session
+                .serve(client, eventloop, &mut outbox, &mut telemetry, &mut floor)
+                .await;
             report.send_modify(|s| s.connected = false);
+            gateway.hub_link(false).await;
             tracing::warn!("hub connection lost: {reason}");
             if started.elapsed() >= cfg.stable_after {
                 backoff.reset();
@@ -236,16 +310,32 @@ mod agent {
         }
     }
 
+    /// A sync request waiting for its answer.
+    #[derive(Debug, Clone, Copy)]
+    struct SyncWait {
+        cursor: u64,
+        /// When to send it again.
+        due: Instant,
+        /// The wait before `due` (doubles with each resend).
+        waited: Duration,
+    }
+
     struct Session<'a> {
         cfg: &'a AgentConfig,
         store: &'a Store,
         gateway: &'a GatewayHandle,
         report: &'a watch::Sender<AgentStatus>,
+        jitter: &'a mut Jitter,
         /// Highest sequence published on this connection.
         published_upto: u64,
         acked_upto: u64,
         last_progress: Instant,
         connected: bool,
+        sync_wait: Option<SyncWait>,
+        /// The status last published (and when).
+        status_sent: Option<(Status, Instant)>,
+        /// The floor changed since the status was last looked at.
+        status_dirty: bool,
     }
 
     impl Session<'_> {
@@ -254,12 +344,19 @@ mod agent {
             client: AsyncClient,
             mut eventloop: rumqttc::EventLoop,
             outbox: &mut watch::Receiver<u64>,
+            telemetry: &mut broadcast::Receiver<Arc<Telemetry>>,
+            floor: &mut watch::Receiver<Arc<FloorSnapshot>>,
         ) -> String {
             loop {
                 let ack_due = self.last_progress + self.cfg.ack_timeout;
+                let sync_due = self.sync_wait.map(|w| w.due);
+                let status_due = self
+                    .status_sent
+                    .as_ref()
+                    .map_or_else(Instant::now, |(_, at)| *at + self.cfg.status_interval);
                 tokio::select! {
                     ev = eventloop.poll() => match ev {
-                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => self.on_connect(&client),
+                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => self.on_connect(&client).await,
                         Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
                             self.on_message(&client, &p.topic, &p.payload).await;
                         }
@@ -272,6 +369,26 @@ mod agent {
                         }
                         self.publish_pending(&client);
                     }
+                    batch = telemetry.recv() => match batch {
+                        Ok(batch) => self.publish_telemetry(&client, &batch),
+                        Err(broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::warn!("{n} telemetry batches missed: the agent fell behind");
+                            self.report.send_modify(|s| s.telemetry_batches_missed += n);
+                        }
+                        Err(broadcast::error::RecvError::Closed) => {
+                            return "the gateway stopped".into();
+                        }
+                    },
+                    changed = floor.changed(), if !self.status_dirty => {
+                        if changed.is_err() {
+                            return "the gateway stopped".into();
+                        }
+                        self.status_dirty = true;
+                    }
+                    () = tokio::time::sleep_until(status_due), if self.connected && self.status_dirty => {
+                        self.status_dirty = false;
+                        self.publish_status(&client, false);
+                    }
                     () = tokio::time::sleep_until(ack_due), if self.connected && self.published_upto > self.acked_upto => {
                         // No ack in time: send again from the oldest unacknowledged event.
                         tracing::info!("no ack from the hub for {:?}: republishing", self.cfg.ack_timeout);
@@ -279,11 +396,12 @@ mod agent {
                         self.last_progress = Instant::now();
                         self.publish_pending(&client);
                     }
+                    () = sleep_until_some(sync_due), if self.connected => self.resend_sync(&client),
                 }
             }
         }
 
-        fn on_connect(&mut self, client: &AsyncClient) {
+        async fn on_connect(&mut self, client: &AsyncClient) {
             self.connected = true;
             self.report.send_modify(|s| {
                 s.connected = true;
@@ -292,28 +410,105 @@ mod agent {
             for c in [Channel::Acks, Channel::Bookings, Channel::Commands] {
                 let _ = client.try_subscribe(self.cfg.id.topic(c), QoS::AtLeastOnce);
             }
-            let online = status(self.gateway, self.store, true);
-            let _ = client.try_publish(
-                self.cfg.id.topic(Channel::Status),
-                QoS::AtLeastOnce,
-                true,
-                wire::encode(&online),
-            );
-            self.request_sync(client);
+            // Before the status goes: whoever sees us online may count on telemetry flowing.
+            self.gateway.hub_link(true).await;
+            self.publish_status(client, true);
+            let cursor = self.store.hub_cursor().unwrap_or(0);
+            self.request_sync(client, cursor);
             // Everything not acknowledged goes again; the hub drops what it already has.
             self.published_upto = self.acked_upto;
             self.last_progress = Instant::now();
             self.publish_pending(client);
         }
 
-        fn request_sync(&self, client: &AsyncClient) {
-            let cursor = self.store.hub_cursor().unwrap_or(0);
+        /// Publishes the retained status if it changed since the last one (or `always`).
+        fn publish_status(&mut self, client: &AsyncClient, always: bool) {
+            let now = status(self.gateway, self.store, true);
+            if !always
+                && self
+                    .status_sent
+                    .as_ref()
+                    .is_some_and(|(s, _)| same(s, &now))
+            {
+                return;
+            }
+            let sent = client.try_publish(
+                self.cfg.id.topic(Channel::Status),
+                QoS::AtLeastOnce,
+                true,
+                wire::encode(&now),
+            );
+            if sent.is_ok() {
+                self.report.send_modify(|s| s.statuses_published += 1);
+                self.status_sent = Some((now, Instant::now()));
+            } else {
+                // The client's queue is full: try again after the interval.
+                self.status_dirty = true;
+                let last = self
+                    .status_sent
+                    .take()
+                    .map_or_else(Status::offline, |(s, _)| s);
+                self.status_sent = Some((last, Instant::now()));
+            }
+        }
+
+        /// Asks the hub for the booking changes after `cursor`, and waits for the answer.
+        fn request_sync(&mut self, client: &AsyncClient, cursor: u64) {
+            let waited = self.cfg.sync_timeout;
+            self.send_sync(client, cursor, waited);
+        }
+
+        /// No answer in time: the same request again, after a longer wait next time.
+        fn resend_sync(&mut self, client: &AsyncClient) {
+            let Some(w) = self.sync_wait else {
+                return;
+            };
+            tracing::info!(
+                "no answer from the hub to the sync request (cursor {}) for {:?}: asking again",
+                w.cursor,
+                w.waited
+            );
+            self.report.send_modify(|s| s.syncs_resent += 1);
+            let waited = (w.waited * 2).min(self.cfg.sync_timeout_max);
+            self.send_sync(client, w.cursor, waited);
+        }
+
+        fn send_sync(&mut self, client: &AsyncClient, cursor: u64, waited: Duration) {
             let _ = client.try_publish(
                 self.cfg.id.topic(Channel::Sync),
                 QoS::AtLeastOnce,
                 false,
                 wire::encode(&SyncRequest { v: VERSION, cursor }),
             );
+            // Between half and all of the wait, so gateways that lost their requests together
+            // do not ask again together.
+            let wait = waited.mul_f64(0.5 + 0.5 * self.jitter.uniform());
+            self.sync_wait = Some(SyncWait {
+                cursor,
+                due: Instant::now() + wait,
+                waited,
+            });
+        }
+
+        /// QoS 0 and never queued: a batch that cannot go now is superseded by the next one.
+        fn publish_telemetry(&mut self, client: &AsyncClient, batch: &Telemetry) {
+            let n = batch.samples.len() as u64;
+            let sent = self.connected
+                && client
+                    .try_publish(
+                        self.cfg.id.topic(Channel::Telemetry),
+                        QoS::AtMostOnce,
+                        false,
+                        wire::encode(batch),
+                    )
+                    .is_ok();
+            self.report.send_modify(|s| {
+                if sent {
+                    s.telemetry_sent += n;
+                } else {
+                    s.telemetry_dropped += n;
+                }
+            });
         }
 
         fn publish_pending(&mut self, client: &AsyncClient) {
@@ -390,11 +585,14 @@ mod agent {
             let ours = self.store.hub_cursor().unwrap_or(0);
             let base = changes.cursor.saturating_sub(changes.changes.len() as u64);
             if changes.full || base == ours {
-                if let Err(e) = self.gateway.hub_bookings(changes).await {
-                    tracing::error!("hub bookings not applied: {e}");
+                match self.gateway.hub_bookings(changes).await {
+                    // Up to date: a waiting sync request has its answer.
+                    Ok(()) => self.sync_wait = None,
+                    // Not stored: the waiting request (if any) is sent again in time.
+                    Err(e) => tracing::error!("hub bookings not applied: {e}"),
                 }
             } else if changes.cursor > ours {
-                self.request_sync(client);
+                self.request_sync(client, ours);
             }
         }
 
@@ -409,21 +607,21 @@ mod agent {
                     self.gateway.run_scene(&room, &scene, "the hub").await
                 }
                 HubCommand::Resync => {
-                    let _ = client.try_publish(
-                        self.cfg.id.topic(Channel::Sync),
-                        QoS::AtLeastOnce,
-                        false,
-                        wire::encode(&SyncRequest {
-                            v: VERSION,
-                            cursor: 0,
-                        }),
-                    );
+                    self.request_sync(client, 0);
                     Ok(())
                 }
             };
             if let Err(e) = result {
                 tracing::warn!("hub command refused: {e}");
             }
+        }
+    }
+
+    /// Sleeps until `at`, or forever when there is nothing to wait for.
+    async fn sleep_until_some(at: Option<Instant>) {
+        match at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
         }
     }
 }

@@ -352,3 +352,75 @@ kind = "bookable"
     hub.stop().await;
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_request_nobody_answered_is_sent_again_without_reconnecting() {
+    let broker = Broker::start().expect("mosquitto with mutual TLS");
+    let id = GatewayId::new("site-c", "gw-2").expect("id");
+    // The hub already has a booking for the gateway, but is not running yet.
+    let hub_dir = tempfile::tempdir().expect("hub dir");
+    let hub_store = Arc::new(HubStore::open_embedded(hub_dir.path()).expect("hub store"));
+    hub_store
+        .change_booking(&id, booking("waiting", "09:00", "10:00"))
+        .await
+        .expect("hub booking");
+
+    let site = gateway::site::load(
+        "[site]\nname = \"Late hub\"\n[[rooms]]\nid = \"r1\"\nname = \"Boardroom\"\nkind = \"bookable\"\n",
+    )
+    .expect("site");
+    let data = tempfile::tempdir().expect("data");
+    let running = gateway::app::start(
+        site,
+        data.path(),
+        ([127, 0, 0, 1], 0).into(),
+        Clock::Manual(ManualClock::new(at("08:00"))),
+    )
+    .await
+    .expect("gateway");
+    let gw = running.handle().clone();
+    let mut cfg = AgentConfig::new(
+        id.clone(),
+        broker
+            .mqtt_options(&id.client_id(), &id.to_string())
+            .expect("gateway options"),
+    );
+    cfg.first_attempt_spread = Duration::from_millis(100);
+    cfg.sync_timeout = Duration::from_millis(300);
+    cfg.sync_timeout_max = Duration::from_secs(2);
+    let (_agent, status) = spawn_agent(
+        cfg,
+        running.gateway.store(),
+        running.gateway.outbox_watch(),
+        gw.clone(),
+    );
+    // Connected, and its sync request went to a shared subscription nobody holds: lost.
+    wait_for("agent connected", WAIT, || status.borrow().connected).await;
+    wait_for("the unanswered request sent again", WAIT, || {
+        status.borrow().syncs_resent >= 1
+    })
+    .await;
+    assert!(
+        gw.snapshot().rooms.iter().all(|r| r.next.is_none()),
+        "no hub, no bookings"
+    );
+
+    // The hub comes; a resent request reaches it and the bookings come down.
+    let hub = Hub::start(
+        broker.mqtt_options("hub-1", "hub/1").expect("hub options"),
+        Arc::clone(&hub_store),
+        "hub",
+    );
+    wait_for("the hub's booking at the gateway", WAIT, || {
+        gw.snapshot()
+            .rooms
+            .iter()
+            .any(|r| r.next.as_ref().is_some_and(|b| b.id == "waiting"))
+    })
+    .await;
+    assert_eq!(status.borrow().connects, 1, "without reconnecting");
+    assert!(hub.stats().syncs >= 1, "the hub answered a request");
+
+    hub.stop().await;
+    running.shutdown().await;
+}

@@ -22,6 +22,7 @@ use toml::Spanned;
 use crate::duration::parse_span;
 
 mod devices;
+mod telemetry;
 
 pub use devices::{Bus, Device, DeviceKind, PointDef, PointProtocol};
 
@@ -72,6 +73,8 @@ struct CloudFile {
     /// Plain TCP without TLS: only for a lab, and only when said explicitly.
     #[serde(default = "yes")]
     tls: bool,
+    /// Point values sent to the hub (`[cloud.telemetry]`); without it, none.
+    telemetry: Option<Spanned<telemetry::TelemetryFile>>,
 }
 
 fn yes() -> bool {
@@ -86,6 +89,8 @@ pub struct Cloud {
     pub id: cloud_sync::topics::GatewayId,
     /// CA, certificate and key files; `None` only when `tls = false`.
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf, std::path::PathBuf)>,
+    /// Which point values go up to the hub, and how often (`[cloud.telemetry]`).
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 /// Someone the door readers and panels may recognise. (The hub will provide the directory;
@@ -857,6 +862,10 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         });
     }
     let people = build_people(ck, &file.people);
+    let cloud = file
+        .cloud
+        .as_ref()
+        .and_then(|c| build_cloud(ck, c, &devices));
     Site {
         name: file.site.name,
         timezone,
@@ -866,11 +875,15 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         bacnet: field.bacnet,
         rooms,
         people,
-        cloud: file.cloud.as_ref().and_then(|c| build_cloud(ck, c)),
+        cloud,
     }
 }
 
-fn build_cloud(ck: &mut Checker<'_>, c: &CloudFile) -> Option<Cloud> {
+fn build_cloud(ck: &mut Checker<'_>, c: &CloudFile, devices: &[Device]) -> Option<Cloud> {
+    let telemetry = c
+        .telemetry
+        .as_ref()
+        .and_then(|t| telemetry::build_telemetry(ck, t, devices));
     let (host, port) = match c.broker.get_ref().rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => match p.parse::<u16>() {
             Ok(port) if port > 0 => (h.to_owned(), port),
@@ -916,6 +929,7 @@ fn build_cloud(ck: &mut Checker<'_>, c: &CloudFile) -> Option<Cloud> {
         port,
         id,
         tls,
+        telemetry,
     })
 }
 
