@@ -344,10 +344,11 @@ impl Embedded {
             .next()
             .transpose()?
             .map(|(k, _)| k.value().1);
-        let in_log = after == current || oldest.is_some_and(|o| after + 1 >= o && after <= current);
+        let in_log = after == current
+            || oldest.is_some_and(|o| after.saturating_add(1) >= o && after <= current);
         if in_log {
             let mut changes = Vec::new();
-            for row in log.range((key, after + 1)..=(key, u64::MAX))? {
+            for row in log.range((key, after.saturating_add(1))..=(key, u64::MAX))? {
                 let (_, v) = row?;
                 changes.push(parse("changes", v.value())?);
             }

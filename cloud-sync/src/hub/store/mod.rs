@@ -18,6 +18,7 @@
 //!   feeds, settings), so that administrative data needs no schema change per feature.
 
 mod embedded;
+mod postgres;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ use crate::topics::GatewayId;
 use crate::wire::{BookingChange, BookingChanges, Event, EventBatch, PointSample, Status};
 
 pub use embedded::Embedded;
+pub use postgres::{Postgres, SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION};
 
 /// How many changes per gateway the log keeps; an older cursor gets a full snapshot.
 pub const CHANGE_LOG_KEPT: u64 = 10_000;
@@ -139,12 +141,16 @@ pub struct RoomCommit<T> {
 #[derive(Debug)]
 pub enum HubStore {
     Embedded(Embedded),
+    Postgres(Postgres),
 }
 
+/// Calls the same method on whichever backend: embedded methods are synchronous, PostgreSQL's
+/// are awaited.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             HubStore::Embedded($s) => $call,
+            HubStore::Postgres($s) => $call.await,
         }
     };
 }
@@ -153,6 +159,13 @@ impl HubStore {
     /// The embedded store in `dir` (created when missing).
     pub fn open_embedded(dir: &std::path::Path) -> Result<HubStore, HubStoreError> {
         Ok(HubStore::Embedded(Embedded::open(dir)?))
+    }
+
+    /// The PostgreSQL store at `url` (`postgres://user:password@host:port/database`) with at
+    /// most `pool_size` connections; creates or migrates its schema, and refuses a database
+    /// whose schema is newer than this hub.
+    pub async fn open_postgres(url: &str, pool_size: usize) -> Result<HubStore, HubStoreError> {
+        Ok(HubStore::Postgres(Postgres::open(url, pool_size).await?))
     }
 
     /// Stores a batch's new events durably with their indexes (a redelivered event is ignored),
