@@ -3,6 +3,8 @@
 //! One task owns the engine and the store handle. Drivers push point updates in; the HTTP
 //! layer sends requests through `GatewayHandle` and reads a published `FloorSnapshot`.
 //! Device writes go to one writer task per device, so a slow device never blocks the loop.
+//! Point values selected for telemetry pass through a pure sampler (`telemetry::Sampler`) on
+//! the loop's time, and its batches go to the sync agent.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use scenes::{
     Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, OutcomeKind, Output,
     Presenter, ReleaseCause, RoomId, RoomKind, Span, Timestamp, UsageFacts,
 };
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::{
     ActivityDto, BookingDto, BusDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt,
@@ -27,9 +29,12 @@ use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
 use crate::site::{Capability, DeviceKind, PointProtocol, PointRef, Site};
 use crate::store::{ActivityRecord, BookingSource, Store, StoreError, StoredBooking};
+use crate::telemetry::Sampler;
 
 /// How many activity lines each room keeps in memory for the live views.
 const RECENT_ACTIVITY: usize = 30;
+/// Telemetry batches waiting for the sync agent (it publishes each at once).
+const TELEMETRY_QUEUE: usize = 64;
 /// Bookings ended longer ago than this are pruned from the store.
 const KEEP_PAST_BOOKINGS: Span = Span::minutes(7 * 24 * 60);
 
@@ -109,6 +114,8 @@ enum Request {
     },
     /// Booking changes from the hub: stored with their cursor, then given to the engine.
     HubBookings(cloud_sync::wire::BookingChanges, Reply<()>),
+    /// The sync agent's link to the hub went up or down (telemetry goes only while it is up).
+    HubLink(bool),
     /// Resolves once everything sent before it, and the clock as it is now, is processed.
     Settle(Reply<()>),
 }
@@ -130,6 +137,7 @@ pub enum RoomAction {
 pub struct GatewayHandle {
     tx: mpsc::Sender<Request>,
     snapshot: watch::Receiver<Arc<FloorSnapshot>>,
+    telemetry: broadcast::Sender<Arc<cloud_sync::wire::Telemetry>>,
     pub time: TimeFmt,
     pub clock: Clock,
 }
@@ -208,6 +216,18 @@ impl GatewayHandle {
     ) -> Result<(), ApiError> {
         self.call(|reply| Request::HubBookings(changes, reply))
             .await
+    }
+
+    /// Tells the loop whether the hub can be reached (the sync agent calls it on connect and
+    /// disconnect): telemetry batches are made only while it can.
+    pub async fn hub_link(&self, connected: bool) {
+        let _ = self.tx.send(Request::HubLink(connected)).await;
+    }
+
+    /// Telemetry batches for the hub (`[cloud.telemetry]`), as the loop makes them; made only
+    /// while a subscriber exists and the hub link is up.
+    pub fn telemetry(&self) -> broadcast::Receiver<Arc<cloud_sync::wire::Telemetry>> {
+        self.telemetry.subscribe()
     }
 
     /// Waits until the loop has caught up with every earlier request and with the clock.
@@ -371,7 +391,13 @@ impl Gateway {
         });
         let (snap_tx, snap_rx) = watch::channel(empty);
         let (outbox_tx, outbox_rx) = watch::channel(0u64);
+        let (telemetry_tx, _) = broadcast::channel(TELEMETRY_QUEUE);
         let (tx, rx) = mpsc::channel(64);
+        let sampler = site
+            .cloud
+            .as_ref()
+            .and_then(|c| c.telemetry.as_ref())
+            .map(|cfg| Sampler::new(cfg, clock.now()));
         let mut main = MainLoop {
             site: site.clone(),
             engine,
@@ -391,6 +417,8 @@ impl Gateway {
             outcome_texts: Vec::new(),
             unsent: Vec::new(),
             outbox_tx: outbox_tx.clone(),
+            sampler,
+            telemetry: telemetry_tx.clone(),
         };
         main.restore()?;
         let task = tokio::spawn(main.run(rx, updates_rx, failures_rx, credentials_rx));
@@ -400,6 +428,7 @@ impl Gateway {
             handle: GatewayHandle {
                 tx,
                 snapshot: snap_rx,
+                telemetry: telemetry_tx,
                 time,
                 clock,
             },
@@ -490,6 +519,10 @@ struct MainLoop {
     unsent: Vec<cloud_sync::wire::Event>,
     /// Tells the sync agent that the outbox has new events.
     outbox_tx: watch::Sender<u64>,
+    /// Batches and rate-limits point values for the hub, when the site asks for telemetry.
+    sampler: Option<Sampler>,
+    /// Where telemetry batches go (the sync agent subscribes).
+    telemetry: broadcast::Sender<Arc<cloud_sync::wire::Telemetry>>,
 }
 
 impl MainLoop {
@@ -533,7 +566,11 @@ impl MainLoop {
         let mut waiter = self.clock.waiter();
         loop {
             self.tick();
-            let deadline = self.engine.poll_timeout();
+            let telemetry_due = self.sampler.as_ref().and_then(Sampler::poll_timeout);
+            let deadline = match (self.engine.poll_timeout(), telemetry_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 req = rx.recv() => match req {
                     Some(r) => self.handle_request(r),
@@ -555,6 +592,25 @@ impl MainLoop {
         self.drain(now);
         self.flush_activity();
         self.publish(now);
+        self.send_telemetry(now);
+    }
+
+    /// Hands the sync agent the telemetry batch due now, if any.
+    fn send_telemetry(&mut self, now: Timestamp) {
+        let Some(sampler) = &mut self.sampler else {
+            return;
+        };
+        if self.telemetry.receiver_count() == 0 {
+            // No agent listens: nothing would be sent, so nothing is taken.
+            return;
+        }
+        if let Some(samples) = sampler.poll_batch(now) {
+            let batch = cloud_sync::wire::Telemetry {
+                v: cloud_sync::wire::VERSION,
+                samples,
+            };
+            let _ = self.telemetry.send(Arc::new(batch));
+        }
     }
 
     fn drain(&mut self, now: Timestamp) {
@@ -735,6 +791,13 @@ impl MainLoop {
             device: u.device,
             point: u.point,
         };
+        if let Some(sampler) = &mut self.sampler {
+            sampler.observe(
+                self.clock.now(),
+                &r,
+                crate::telemetry::sample_value(u.value),
+            );
+        }
         if let Some(listeners) = self.inputs.get(&r).cloned() {
             let now = self.clock.now();
             self.engine.handle_timeout(now);
@@ -839,6 +902,11 @@ impl MainLoop {
             }
             Request::HubBookings(changes, reply) => {
                 let _ = reply.send(self.apply_hub_bookings(now, changes));
+            }
+            Request::HubLink(up) => {
+                if let Some(sampler) = &mut self.sampler {
+                    sampler.set_link(up);
+                }
             }
             Request::Settle(reply) => {
                 self.tick();
@@ -1026,9 +1094,26 @@ impl MainLoop {
         changes: cloud_sync::wire::BookingChanges,
     ) -> Result<(), ApiError> {
         use cloud_sync::wire::BookingChange;
+        // Each change replaces the whole booking, so in-order application is the same as
+        // applying the last change of each booking: "add E, remove E" leaves E removed.
+        let mut last: Vec<BookingChange> = Vec::with_capacity(changes.changes.len());
+        let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for change in changes.changes {
+            let id = match &change {
+                BookingChange::Upsert { booking } => booking.id.clone(),
+                BookingChange::Delete { id, .. } => id.clone(),
+            };
+            match at.get(&id) {
+                Some(&i) => last[i] = change,
+                None => {
+                    at.insert(id, last.len());
+                    last.push(change);
+                }
+            }
+        }
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
-        for change in changes.changes {
+        for change in last {
             match change {
                 BookingChange::Upsert { booking: b } => {
                     if self.site.room(&b.room).is_none() || b.end_ms <= b.start_ms {
@@ -1039,7 +1124,11 @@ impl MainLoop {
                         );
                         continue;
                     }
-                    let checked_in = self.store.booking(&b.id)?.and_then(|old| old.checked_in_ms);
+                    let old = self.store.booking(&b.id)?;
+                    // What happened here stays true: a check-in, and the end of a meeting
+                    // that is over (a later hub change to it is only information).
+                    let checked_in = old.as_ref().and_then(|old| old.checked_in_ms);
+                    let finished = old.as_ref().and_then(|old| old.finished_ms);
                     upserts.push(StoredBooking {
                         id: b.id,
                         room: b.room,
@@ -1050,7 +1139,7 @@ impl MainLoop {
                         source: BookingSource::Hub,
                         checked_in_ms: checked_in,
                         attendees: b.attendees,
-                        finished_ms: None,
+                        finished_ms: finished,
                     });
                 }
                 BookingChange::Delete { id, .. } => deletes.push(id),
@@ -1059,7 +1148,7 @@ impl MainLoop {
         let removed =
             self.store
                 .apply_hub_bookings(changes.cursor, changes.full, &upserts, &deletes)?;
-        for b in &upserts {
+        for b in upserts.iter().filter(|b| b.finished_ms.is_none()) {
             if let Err(e) = self
                 .engine
                 .handle_event(now, Event::BookingUpserted(to_booking(b)))

@@ -350,6 +350,14 @@ impl Calendar {
         Ok(self.put(booking))
     }
 
+    /// Puts a booking back as it was stored, in any state and without checks (rebuilding a
+    /// calendar from storage, or recording a fact a gateway reported); it replaces a booking
+    /// with the same id.
+    pub fn restore(&mut self, booking: Booking) -> &Booking {
+        self.take(&booking.id);
+        self.put(booking)
+    }
+
     /// Changes an active booking; the new slot is validated and checked against every other
     /// booking.
     pub fn change(

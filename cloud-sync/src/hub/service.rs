@@ -7,11 +7,12 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use tokio::sync::watch;
 
+use super::bookings::BookingService;
 use super::store::{HubStore, HubStoreError};
 use crate::backoff::{Jitter, Jittered};
 use crate::topics::{Channel, GatewayId, hub_subscriptions};
 use crate::wire::{
-    self, Ack, BookingChange, BookingChanges, EventBatch, Status, SyncRequest, VERSION,
+    self, Ack, BookingChange, BookingChanges, EventBatch, Status, SyncRequest, Telemetry, VERSION,
 };
 
 /// What a hub replica has done, for health pages and tests.
@@ -25,6 +26,8 @@ pub struct HubStats {
     pub syncs: u64,
     /// Acks and sync answers that could not even be queued (the gateway will resend).
     pub replies_dropped: u64,
+    /// Telemetry samples received and stored (the newest per point is kept).
+    pub telemetry_samples: u64,
 }
 
 /// Replies (acks, sync answers) waiting for the publishing task.
@@ -33,7 +36,7 @@ const REPLY_QUEUE: usize = 65_536;
 /// A running hub replica.
 #[derive(Debug)]
 pub struct Hub {
-    client_tx: watch::Sender<Option<AsyncClient>>,
+    pusher: Pusher,
     stats: watch::Receiver<HubStats>,
     store: Arc<HubStore>,
     task: tokio::task::JoinHandle<()>,
@@ -43,21 +46,45 @@ impl Hub {
     /// Connects with `options` (TLS and identity already set) and serves until stopped.
     /// `group` names the shared subscription group of the replicas.
     pub fn start(options: MqttOptions, store: Arc<HubStore>, group: &str) -> Hub {
+        Hub::launch(options, store, group, Pusher::new(), None)
+    }
+
+    /// Like [`Hub::start`], with the booking service: the gateways' booking facts in fresh
+    /// events are applied to the hub's bookings (PROTOCOL.md, "Reconciling changes made
+    /// offline"), and the service's changes are pushed through this replica's connection.
+    pub fn start_with_bookings(options: MqttOptions, bookings: BookingService, group: &str) -> Hub {
+        let store = Arc::clone(bookings.store());
+        let pusher = bookings.pusher().clone();
+        Hub::launch(options, store, group, pusher, Some(bookings))
+    }
+
+    fn launch(
+        options: MqttOptions,
+        store: Arc<HubStore>,
+        group: &str,
+        pusher: Pusher,
+        bookings: Option<BookingService>,
+    ) -> Hub {
         let (stats_tx, stats) = watch::channel(HubStats::default());
-        let (client_tx, _) = watch::channel(None);
         let task = tokio::spawn(run(
             options,
             Arc::clone(&store),
             group.to_owned(),
             stats_tx,
-            client_tx.clone(),
+            pusher.clone(),
+            bookings,
         ));
         Hub {
-            client_tx,
+            pusher,
             stats,
             store,
             task,
         }
+    }
+
+    /// Pushes booking changes down through this replica's connection.
+    pub fn pusher(&self) -> &Pusher {
+        &self.pusher
     }
 
     pub fn stats(&self) -> HubStats {
@@ -80,23 +107,13 @@ impl Hub {
         change: BookingChange,
     ) -> Result<u64, HubStoreError> {
         let cursor = self.store.change_booking(gw, change.clone()).await?;
-        let client = self.client_tx.borrow().clone();
-        if let Some(client) = client {
-            let push = BookingChanges {
-                v: VERSION,
-                cursor,
-                full: false,
-                changes: vec![change],
-            };
-            let _ = client
-                .publish(
-                    gw.topic(Channel::Bookings),
-                    QoS::AtLeastOnce,
-                    false,
-                    wire::encode(&push),
-                )
-                .await;
-        }
+        let push = BookingChanges {
+            v: VERSION,
+            cursor,
+            full: false,
+            changes: vec![change],
+        };
+        self.pusher.push(gw, &push).await;
         Ok(cursor)
     }
 
@@ -111,13 +128,14 @@ async fn run(
     store: Arc<HubStore>,
     group: String,
     stats: watch::Sender<HubStats>,
-    client_tx: watch::Sender<Option<AsyncClient>>,
+    pusher: Pusher,
+    bookings: Option<BookingService>,
 ) {
     let mut backoff = Jittered::new(Duration::from_millis(200), Duration::from_secs(30));
     let mut jitter = Jitter::new(std::process::id() as u64);
     loop {
         let (client, mut eventloop) = AsyncClient::new(options.clone(), 256);
-        client_tx.send_replace(Some(client.clone()));
+        pusher.connected(client.clone());
         // Replies go through their own queue to a task that may wait for room in the client's
         // request queue while this loop keeps polling: an ack is never dropped because the
         // client was momentarily busy (the gateway would otherwise resend whole batches).
@@ -146,7 +164,8 @@ async fn run(
                     }
                 }
                 Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                    handle(&replies, &store, &stats, &p.topic, &p.payload).await;
+                    let bookings = bookings.as_ref();
+                    handle(&replies, &store, bookings, &stats, &p.topic, &p.payload).await;
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -164,6 +183,7 @@ async fn run(
 async fn handle(
     replies: &tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
     store: &HubStore,
+    bookings: Option<&BookingService>,
     stats: &watch::Sender<HubStats>,
     topic: &str,
     payload: &[u8],
@@ -195,6 +215,12 @@ async fn handle(
                         upto: r.ack_upto,
                     };
                     reply(gw.topic(Channel::Acks), wire::encode(&ack));
+                    // Only the replica that stored an event first applies it to the bookings.
+                    if let Some(bookings) = bookings
+                        && let Err(e) = bookings.apply_gateway_events(&gw, &r.fresh).await
+                    {
+                        tracing::error!("booking facts from {gw} not applied: {e}");
+                    }
                 }
                 // Not stored, not acked: the gateway will send it again.
                 Err(e) => tracing::error!("events from {gw} not stored: {e}"),
@@ -221,7 +247,8 @@ async fn handle(
         },
         Channel::Sync => match wire::decode::<SyncRequest>(payload) {
             Ok(req) => match store.changes_since(&gw, req.cursor).await {
-                Ok(changes) => {
+                Ok(mut changes) => {
+                    super::bookings::latest_per_booking(&mut changes.changes);
                     stats.send_modify(|s| s.syncs += 1);
                     reply(gw.topic(Channel::Bookings), wire::encode(&changes));
                 }
@@ -229,7 +256,63 @@ async fn handle(
             },
             Err(e) => refused(e.to_string()),
         },
+        // Best effort (QoS 0): a batch not stored is superseded by the next one.
+        Channel::Telemetry => match wire::decode::<Telemetry>(payload) {
+            Ok(t) => match store.put_telemetry(&gw, &t.samples).await {
+                Ok(()) => stats.send_modify(|s| s.telemetry_samples += t.samples.len() as u64),
+                Err(e) => tracing::error!("telemetry of {gw} not stored: {e}"),
+            },
+            Err(e) => refused(e.to_string()),
+        },
         _ => refused(format!("unexpected message on {topic}")),
+    }
+}
+
+/// Publishes booking changes to gateways through a hub replica's current MQTT connection; a
+/// clone is cheap. Without a connection (or before the first) nothing is sent: the gateway
+/// catches up from its cursor when it next connects or notices a gap.
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    client: Arc<watch::Sender<Option<AsyncClient>>>,
+}
+
+impl Default for Pusher {
+    fn default() -> Self {
+        Pusher::new()
+    }
+}
+
+impl Pusher {
+    /// A pusher with no connection yet (a hub replica gives it one).
+    pub fn new() -> Pusher {
+        Pusher {
+            client: Arc::new(watch::channel(None).0),
+        }
+    }
+
+    fn connected(&self, client: AsyncClient) {
+        self.client.send_replace(Some(client));
+    }
+
+    /// Queues `changes` for the gateway (QoS 1); empty changes are not sent.
+    pub async fn push(&self, gw: &GatewayId, changes: &BookingChanges) {
+        if changes.changes.is_empty() && !changes.full {
+            return;
+        }
+        let client = self.client.borrow().clone();
+        if let Some(client) = client {
+            // Never wait for room in the client's queue (the broker may be away for long): a
+            // push that does not fit is caught up from the gateway's cursor.
+            let sent = client.try_publish(
+                gw.topic(Channel::Bookings),
+                QoS::AtLeastOnce,
+                false,
+                wire::encode(changes),
+            );
+            if let Err(e) = sent {
+                tracing::warn!("booking changes for {gw} not queued (it will catch up): {e}");
+            }
+        }
     }
 }
 
