@@ -119,9 +119,9 @@ pub enum TlsError {
         origin: String,
         source: rustls::Error,
     },
-    #[error("the client key does not match the certificate ({key} does not belong to {cert})")]
+    #[error("the private key does not match the certificate ({key} does not belong to {cert})")]
     KeyMismatch { cert: String, key: String },
-    #[error("the client certificate {cert} or key {key} is not usable: {source}")]
+    #[error("the certificate {cert} or key {key} is not usable: {source}")]
     BadClientIdentity {
         cert: String,
         key: String,
@@ -187,6 +187,36 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
                 source,
             },
         })?;
+    Ok(Arc::new(config))
+}
+
+/// A web server's configuration (the hub's dashboard and API, the gateway's console):
+/// present `cert_chain` with `key`, no client certificates, HTTP/2 and HTTP/1.1 by ALPN.
+/// TLS 1.2 and 1.3, ring provider.
+pub fn server_config(cert_chain: &Pem, key: &Pem) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let chain = certificates(cert_chain)?;
+    let private = private_key(key)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(TlsError::Provider)?
+    .with_no_client_auth()
+    .with_single_cert(chain, private)
+    .map_err(|source| match source {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch {
+                cert: cert_chain.origin.clone(),
+                key: key.origin.clone(),
+            }
+        }
+        source => TlsError::BadClientIdentity {
+            cert: cert_chain.origin.clone(),
+            key: key.origin.clone(),
+            source,
+        },
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -320,7 +350,7 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
         assert_eq!(
             err.to_string(),
-            "the client key does not match the certificate \
+            "the private key does not match the certificate \
              (/etc/roomgate/client.key does not belong to /etc/roomgate/client.crt)"
         );
     }

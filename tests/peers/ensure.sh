@@ -5,6 +5,8 @@
 #
 #   socat                         - serial pty pairs for Modbus RTU and serial line devices
 #   mosquitto                     - the MQTT broker the sync tests start on their own ports
+#   chromium                      - the real browser of the page tests
+#   postgresql                    - the hub's database server; tests run their own cluster
 #   pymodbus, pyserial (venv)     - an independent Modbus TCP/RTU server
 #   bacpypes3 (venv)              - an independent BACnet/IP device
 set -euo pipefail
@@ -26,6 +28,9 @@ apt_install() {
 
 have socat || apt_install socat >&2
 have mosquitto || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto >&2
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql >&2
+# Debian's Chromium for the page tests (tests/src/browser.rs drives it over DevTools).
+[ -x /usr/bin/chromium ] || apt_install chromium >&2
 python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv >&2
 
 # Pinned so a run today and a run next year test against the same peers.

@@ -4,6 +4,8 @@
 //! tests speak to the gateway the way any outside client would: over a real socket.
 
 pub mod broker;
+pub mod browser;
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,10 +1,17 @@
-//! The `hub` binary: one replica of the central service, ingesting every gateway's events.
+//! The `hub` binary: one replica of the central service (MQTT ingest, booking API, admin
+//! dashboard), and the commands that create admin accounts and API tokens.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Context as _;
-use clap::Parser;
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use cloud_sync::hub::bookings::BookingService;
+use cloud_sync::hub::feeds::Fetcher;
+use cloud_sync::hub::service::Pusher;
+use cloud_sync::hub::web::{self, WebState};
 use cloud_sync::hub::{Hub, HubStore};
 
 #[derive(Parser)]
@@ -14,6 +21,91 @@ use cloud_sync::hub::{Hub, HubStore};
     about = "roomgate hub: the central service for every building"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one replica: ingest over MQTT, the booking API and the dashboard over HTTPS.
+    Serve(Box<Serve>),
+    /// Admin accounts of the dashboard.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// API tokens of the booking API.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Creates an admin account; asks for the password (or reads one line from stdin when
+    /// stdin is not a terminal).
+    Add {
+        name: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Creates a token and prints it once (the hub keeps only its hash).
+    Create {
+        name: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+    /// Revokes every token with this name.
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        storage: Storage,
+    },
+}
+
+/// Where the hub keeps its data: an embedded store on this machine, or PostgreSQL shared by
+/// every replica.
+#[derive(Args)]
+struct Storage {
+    /// The embedded store's directory (one machine).
+    #[arg(
+        long,
+        conflicts_with = "postgres",
+        required_unless_present = "postgres"
+    )]
+    data: Option<PathBuf>,
+    /// A PostgreSQL URL ("postgres://user@host/db"), shared by the replicas.
+    #[arg(long)]
+    postgres: Option<String>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long, default_value_t = 8)]
+    pool: usize,
+}
+
+impl Storage {
+    async fn open(&self) -> anyhow::Result<Arc<HubStore>> {
+        let store = match (&self.data, &self.postgres) {
+            (_, Some(url)) => HubStore::open_postgres(url, self.pool)
+                .await
+                .context("opening the hub's PostgreSQL database")?,
+            (Some(dir), None) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                HubStore::open_embedded(dir).context("opening the hub store")?
+            }
+            (None, None) => bail!("give --data DIR or --postgres URL"),
+        };
+        Ok(Arc::new(store))
+    }
+}
+
+#[derive(Args)]
+struct Serve {
     /// The broker, "host:port".
     #[arg(long)]
     broker: String,
@@ -30,20 +122,94 @@ struct Cli {
     cert: PathBuf,
     #[arg(long)]
     key: PathBuf,
-    /// Where the embedded store lives.
+    #[command(flatten)]
+    storage: Storage,
+    /// Where the booking API and the dashboard listen.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    http: SocketAddr,
+    /// The web server's certificate chain and key (PEM).
+    #[arg(long, requires = "http_key", required_unless_present = "http_plain")]
+    http_cert: Option<PathBuf>,
+    #[arg(long, requires = "http_cert")]
+    http_key: Option<PathBuf>,
+    /// Serve plain HTTP, for a TLS-terminating reverse proxy in front of the hub only.
+    #[arg(long, conflicts_with_all = ["http_cert", "http_key"])]
+    http_plain: bool,
+    /// The directory calendar feeds may name local files in (none: URL feeds only).
     #[arg(long)]
-    data: PathBuf,
+    feeds_dir: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn init_logs() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let cli = Cli::parse();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logs();
+    match Cli::parse().command {
+        Command::Serve(serve) => run(*serve).await,
+        Command::User {
+            action: UserAction::Add { name, storage },
+        } => {
+            let store = storage.open().await?;
+            let password = read_password(&name)?;
+            let now = (web::system_now())();
+            cloud_sync::hub::web::auth::add_user(&store, &name, &password, now)
+                .await
+                .with_context(|| format!("adding admin '{name}'"))?;
+            println!("admin '{name}' created");
+            Ok(())
+        }
+        Command::Token {
+            action: TokenAction::Create { name, storage },
+        } => {
+            let store = storage.open().await?;
+            let token = cloud_sync::hub::web::api::create_token(&store, &name)
+                .await
+                .with_context(|| format!("creating token '{name}'"))?;
+            println!("{token}");
+            eprintln!("token '{name}' created; this is the only time it is shown");
+            Ok(())
+        }
+        Command::Token {
+            action: TokenAction::Revoke { name, storage },
+        } => {
+            let store = storage.open().await?;
+            let n = cloud_sync::hub::web::api::revoke_tokens(&store, &name)
+                .await
+                .with_context(|| format!("revoking token '{name}'"))?;
+            println!("{n} token(s) named '{name}' revoked");
+            Ok(())
+        }
+    }
+}
+
+/// The new admin's password: asked twice without echo on a terminal, else one stdin line.
+fn read_password(name: &str) -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password(format!("password for {name}: "))
+        .context("reading the password")?;
+    let again = rpassword::prompt_password("again: ").context("reading the password")?;
+    if first != again {
+        bail!("the two passwords differ");
+    }
+    Ok(first)
+}
+
+async fn run(cli: Serve) -> anyhow::Result<()> {
     let (host, port) = cli
         .broker
         .rsplit_once(':')
@@ -52,21 +218,54 @@ async fn main() -> anyhow::Result<()> {
     let files = cloud_sync::tls::TlsFiles::read(&cli.ca, &cli.cert, &cli.key)
         .context("reading the hub's certificates")?;
     let tls = cloud_sync::tls::client_config(&files).context("the hub's certificates")?;
-    let options =
+    let mut options =
         cloud_sync::tls::mqtt_options(&format!("hub-{}", cli.replica), &host, port, Some(tls))
             .context("the broker connection")?;
-    std::fs::create_dir_all(&cli.data)
-        .with_context(|| format!("creating {}", cli.data.display()))?;
-    let store = Arc::new(HubStore::open_embedded(&cli.data).context("opening the hub store")?);
-    let hub = Hub::start(options, store, &cli.group);
+    // Replicas share a subscription: a stopped replica with a persistent session would keep
+    // receiving its share of new messages, queued until it returns, and the gateways would
+    // wait for their ack timeouts. Nothing the protocol needs lives in that session (events
+    // and sync requests are resent until answered, status is retained), so replicas start clean.
+    if cli.storage.postgres.is_some() {
+        options.set_clean_session(true);
+    }
+    let web_tls = match (&cli.http_cert, &cli.http_key) {
+        (Some(cert), Some(key)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read(p)
+                    .map(|b| cloud_sync::tls::Pem::new(p.display().to_string(), b))
+                    .with_context(|| format!("reading {}", p.display()))
+            };
+            Some(
+                cloud_sync::tls::server_config(&read(cert)?, &read(key)?)
+                    .context("the web server's certificate")?,
+            )
+        }
+        _ => None,
+    };
+    let store = cli.storage.open().await?;
+    let bookings = BookingService::new(Arc::clone(&store), Pusher::new(), web::system_now());
+    let hub = Hub::start_with_bookings(options, bookings.clone(), &cli.group);
+    let horizon = bookings.spawn_horizon_job(Duration::from_secs(3600));
+    let mut fetcher = Fetcher::with_system_roots().context("the feed fetcher's TLS roots")?;
+    fetcher.file_root = cli.feeds_dir.clone();
+    let state = Arc::new(WebState::new(bookings, fetcher));
+    let feeds = state.feeds.spawn_scheduler(Duration::from_secs(60));
+    let serving = web::serve(cli.http, web_tls, web::routes(Arc::clone(&state)))
+        .await
+        .with_context(|| format!("listening on {}", cli.http))?;
     tracing::info!(
-        "hub replica {} serving {host}:{port} in group '{}'",
+        "hub replica {} on {host}:{port} in group '{}'; web on {}://{}",
         cli.replica,
-        cli.group
+        cli.group,
+        if cli.http_plain { "http" } else { "https" },
+        serving.addr
     );
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
+    serving.shutdown().await;
+    horizon.abort();
+    feeds.abort();
     hub.stop().await;
     Ok(())
 }
