@@ -260,12 +260,22 @@ async fn run(cli: Serve) -> anyhow::Result<()> {
         if cli.http_plain { "http" } else { "https" },
         serving.addr
     );
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    stop_signal().await?;
+    tracing::info!("stopping");
     serving.shutdown().await;
     horizon.abort();
     feeds.abort();
     hub.stop().await;
+    Ok(())
+}
+
+/// Waits for SIGTERM (systemd's stop) or SIGINT (Ctrl-C).
+async fn stop_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("listening for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }
