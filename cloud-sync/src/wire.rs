@@ -262,6 +262,10 @@ versioned!(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandEnvelope {
     pub v: u32,
+    /// After this instant (the hub's clock) the gateway ignores the command: an "end the
+    /// meeting" queued by the broker while the gateway was offline must not end a later one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
     #[serde(flatten)]
     pub command: HubCommand,
 }

@@ -1536,3 +1536,125 @@ async fn offline_changes_meet_hub_bookings_by_the_protocol_rules() {
     hub.stop().await;
     floor.running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_from_the_hub_end_a_meeting_and_expire_when_late() {
+    let broker = Broker::start().expect("mosquitto with mutual TLS");
+    let id = GatewayId::new("site-a", "gw-1").expect("id");
+    let floor = Floor::start(&broker, &id, "UTC", t("2026-03-02T07:00:00Z")).await;
+    // The hub's clock is the gateway's, minus a lag the test sets (to send stale commands).
+    let lag = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let hub_now: web::Now = {
+        let (clock, lag) = (floor.clock.clone(), Arc::clone(&lag));
+        Arc::new(move || clock.now().as_millis() - lag.load(Ordering::SeqCst))
+    };
+    let hub = HubSide::start(
+        Some(&broker),
+        hub_now,
+        Fetcher::with_system_roots().expect("fetcher"),
+    )
+    .await;
+    rooms_known(&hub, &id).await;
+    let book = |start: &str, end: &str| booking_body("site-a", "r1", start, end, "ana@example.com");
+    let r = hub
+        .call(
+            "POST",
+            "/api/v1/bookings",
+            Some(&book("2026-03-02T09:00:00Z", "2026-03-02T10:00:00Z")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let first = r.body["id"].as_str().expect("id").to_owned();
+    let r = hub
+        .call(
+            "POST",
+            "/api/v1/bookings",
+            Some(&book("2026-03-02T11:00:00Z", "2026-03-02T12:00:00Z")),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let second = r.body["id"].as_str().expect("id").to_owned();
+    wait_for("both bookings at the gateway", WAIT, || {
+        floor.stored(&first).is_some() && floor.stored(&second).is_some()
+    })
+    .await;
+
+    // A running meeting, ended from the hub: the gateway ends it and turns the lights off.
+    floor.advance("2026-03-02T09:00:00Z").await;
+    let r = floor.local("POST", "/api/rooms/r1/checkin", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_for("lights on for the meeting", WAIT, || floor.lights.coil(0)).await;
+    let end = json!({ "command": "end_meeting" });
+    let r = hub
+        .call("POST", "/api/v1/rooms/site-a/r1/commands", Some(&end))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.body["sent_to"], "site-a/gw-1");
+    assert_eq!(r.body["gateway_online"], true);
+    wait_for("the meeting ended at the gateway", WAIT, || {
+        floor
+            .stored(&first)
+            .is_some_and(|b| b.finished_ms.is_some())
+    })
+    .await;
+    wait_for("lights off", WAIT, || !floor.lights.coil(0)).await;
+
+    // A command older than its five minutes (queued while the gateway was away) is ignored:
+    // the next meeting runs to its end.
+    floor.advance("2026-03-02T11:00:00Z").await;
+    let r = floor.local("POST", "/api/rooms/r1/checkin", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    wait_for("lights on for the second meeting", WAIT, || {
+        floor.lights.coil(0)
+    })
+    .await;
+    lag.store(6 * 60 * 1000, Ordering::SeqCst);
+    let r = hub
+        .call("POST", "/api/v1/rooms/site-a/r1/commands", Some(&end))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    // Commands arrive in order: once the resync sent after it is answered, the stale one was
+    // received and passed over.
+    lag.store(0, Ordering::SeqCst);
+    let syncs_before = hub.hub.as_ref().expect("hub").stats().syncs;
+    let scene = json!({ "command": "run_scene", "scene": "no-such-scene" });
+    let r = hub
+        .call("POST", "/api/v1/rooms/site-a/r1/commands", Some(&scene))
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let r = hub
+        .call("POST", "/api/v1/gateways/site-a/gw-1/resync", None)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_for("the gateway resynced after the commands", WAIT, || {
+        hub.hub.as_ref().expect("hub").stats().syncs > syncs_before
+    })
+    .await;
+    floor.advance("2026-03-02T11:01:00Z").await;
+    assert!(
+        floor
+            .stored(&second)
+            .is_some_and(|b| b.finished_ms.is_none()),
+        "the stale end_meeting did not end the second meeting"
+    );
+    assert!(floor.lights.coil(0), "the second meeting's lights stay on");
+
+    // Refusals: an unknown room, an unknown command, an unknown gateway.
+    let r = hub
+        .call("POST", "/api/v1/rooms/site-a/nope/commands", Some(&end))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let r = hub
+        .call(
+            "POST",
+            "/api/v1/rooms/site-a/r1/commands",
+            Some(&json!({ "command": "explode" })),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = hub
+        .call("POST", "/api/v1/gateways/site-a/gw-9/resync", None)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    hub.stop().await;
+}

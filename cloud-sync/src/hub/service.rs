@@ -12,7 +12,8 @@ use super::store::{HubStore, HubStoreError};
 use crate::backoff::{Jitter, Jittered};
 use crate::topics::{Channel, GatewayId, hub_subscriptions};
 use crate::wire::{
-    self, Ack, BookingChange, BookingChanges, EventBatch, Status, SyncRequest, Telemetry, VERSION,
+    self, Ack, BookingChange, BookingChanges, CommandEnvelope, EventBatch, HubCommand, Status,
+    SyncRequest, Telemetry, VERSION,
 };
 
 /// What a hub replica has done, for health pages and tests.
@@ -313,6 +314,45 @@ impl Pusher {
                 tracing::warn!("booking changes for {gw} not queued (it will catch up): {e}");
             }
         }
+    }
+}
+
+/// Why a command did not leave the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("the hub is not connected to the broker; try again")]
+    NotConnected,
+    #[error("the hub's queue to the broker is full; try again")]
+    Busy,
+}
+
+/// How long a hub command stays valid: a gateway offline for longer ignores it when it comes
+/// back (PROTOCOL.md, "Commands").
+pub const COMMAND_TTL_MS: i64 = 5 * 60 * 1000;
+
+impl Pusher {
+    /// Sends a command to a gateway (QoS 1), valid for [`COMMAND_TTL_MS`] from `now_ms`.
+    pub fn command(
+        &self,
+        gw: &GatewayId,
+        command: HubCommand,
+        now_ms: i64,
+    ) -> Result<(), CommandError> {
+        let client = self.client.borrow().clone();
+        let client = client.ok_or(CommandError::NotConnected)?;
+        let envelope = CommandEnvelope {
+            v: VERSION,
+            expires_ms: Some(now_ms.saturating_add(COMMAND_TTL_MS)),
+            command,
+        };
+        client
+            .try_publish(
+                gw.topic(Channel::Commands),
+                QoS::AtLeastOnce,
+                false,
+                wire::encode(&envelope),
+            )
+            .map_err(|_| CommandError::Busy)
     }
 }
 

@@ -589,6 +589,83 @@ async fn list_rooms(state: State) -> Response {
     }
 }
 
+/// What `POST .../commands` asks a room's gateway to do.
+#[derive(Debug, serde::Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+enum RoomCommandBody {
+    EndMeeting,
+    RunScene { scene: String },
+}
+
+/// Sends a command to the gateway that holds the room: 202 when it left the hub (the gateway
+/// acts on it when it arrives, within five minutes, else ignores it).
+async fn room_command(
+    state: State,
+    site: String,
+    room: String,
+    bytes: warp::hyper::body::Bytes,
+) -> Response {
+    let command: RoomCommandBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return *r,
+    };
+    let room = match state.bookings.room(&site, &room).await {
+        Ok(r) => r,
+        Err(e) => return service_error(&e, None),
+    };
+    let command = match command {
+        RoomCommandBody::EndMeeting => crate::wire::HubCommand::EndMeeting {
+            room: room.id.clone(),
+        },
+        RoomCommandBody::RunScene { scene } => {
+            if let Err(e) = check_text("scene", &scene, 100) {
+                return service_error(&e, Some(&room));
+            }
+            crate::wire::HubCommand::RunScene {
+                room: room.id.clone(),
+                scene,
+            }
+        }
+    };
+    send_command(&state, &room.gateway, command, room.online)
+}
+
+/// Asks a gateway to fetch all its bookings again (a full snapshot).
+async fn gateway_resync(state: State, site: String, gateway: String) -> Response {
+    let Ok(gw) = crate::topics::GatewayId::new(&site, &gateway) else {
+        return problem(StatusCode::NOT_FOUND, "not_found", "no such gateway");
+    };
+    let online = match state.store.status(&gw).await {
+        Ok(Some(status)) => status.online,
+        Ok(None) => return problem(StatusCode::NOT_FOUND, "not_found", "no such gateway"),
+        Err(e) => {
+            tracing::error!("booking API: {e}");
+            return problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+        }
+    };
+    send_command(&state, &gw, crate::wire::HubCommand::Resync, online)
+}
+
+fn send_command(
+    state: &State,
+    gw: &crate::topics::GatewayId,
+    command: crate::wire::HubCommand,
+    online: bool,
+) -> Response {
+    match state.bookings.pusher().command(gw, command, (state.now)()) {
+        Ok(()) => reply(
+            StatusCode::ACCEPTED,
+            &json!({
+                "sent_to": gw.to_string(),
+                "gateway_online": online,
+                "note": if online { "the gateway acts on it when it arrives" }
+                        else { "the gateway is offline: it acts on the command only if it is back within five minutes" },
+            }),
+        ),
+        Err(e) => problem(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e),
+    }
+}
+
 async fn list_bookings(state: State, site: String, room: String, query: String) -> Response {
     let room = match state.bookings.room(&site, &room).await {
         Ok(r) => r,
@@ -1093,6 +1170,15 @@ pub fn routes(state: Arc<WebState>) -> BoxedFilter<(Response,)> {
         .and(query())
         .and(with.clone())
         .then(|site, room, q, s| list_bookings(s, site, room, q));
+    let command = warp::path!("rooms" / String / String / "commands")
+        .and(warp::post())
+        .and(with.clone())
+        .and(json_body())
+        .then(|site, room, s, body| room_command(s, site, room, body));
+    let resync = warp::path!("gateways" / String / String / "resync")
+        .and(warp::post())
+        .and(with.clone())
+        .then(|site, gw, s| gateway_resync(s, site, gw));
     let create = warp::path!("bookings")
         .and(warp::post())
         .and(with.clone())
@@ -1178,6 +1264,12 @@ pub fn routes(state: Arc<WebState>) -> BoxedFilter<(Response,)> {
     // many minutes to compile.
     let endpoints = rooms
         .or(room_bookings)
+        .unify()
+        .boxed()
+        .or(command)
+        .unify()
+        .boxed()
+        .or(resync)
         .unify()
         .boxed()
         .or(create)
