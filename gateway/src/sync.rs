@@ -572,7 +572,17 @@ mod agent {
                     Err(e) => tracing::warn!("refused booking changes: {e}"),
                 },
                 Channel::Commands => match wire::decode::<CommandEnvelope>(payload) {
-                    Ok(env) => self.on_command(client, env.command).await,
+                    Ok(env) => {
+                        let now = self.gateway.snapshot().now_ms;
+                        match env.expires_ms {
+                            Some(expires) if now > expires => tracing::warn!(
+                                "hub command {:?} ignored: it expired {} s ago",
+                                env.command,
+                                (now - expires) / 1000
+                            ),
+                            _ => self.on_command(client, env.command).await,
+                        }
+                    }
                     Err(e) => tracing::warn!("refused hub command: {e}"),
                 },
                 _ => {}
