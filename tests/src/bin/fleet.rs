@@ -70,6 +70,7 @@ options (defaults in brackets):
   --first-spread-ms N  the first connect waits a random time up to this [500] (protocol: 5000)
   --ack-timeout-ms N   republish when no ack came for this long [3000] (protocol: 30000)
   --outage-ms N        extra time the broker stays down in the storm [0]
+  --store KIND         the hub's store: embedded (redb) or postgres (a private server) [embedded]
 ";
 
 /// Wall-clock limit for any one wait; a phase that takes longer reports what it saw.
@@ -93,6 +94,8 @@ struct Options {
     first_spread: Duration,
     ack_timeout: Duration,
     outage: Duration,
+    /// "embedded" (redb) or "postgres" (a private PostgreSQL server started for the run).
+    store: String,
 }
 
 impl Options {
@@ -113,6 +116,7 @@ impl Options {
             first_spread: Duration::from_millis(500),
             ack_timeout: Duration::from_millis(3_000),
             outage: Duration::ZERO,
+            store: "embedded".into(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -150,6 +154,12 @@ impl Options {
                 "--first-spread-ms" => o.first_spread = ms()?,
                 "--ack-timeout-ms" => o.ack_timeout = ms()?,
                 "--outage-ms" => o.outage = ms()?,
+                "--store" => {
+                    if value != "embedded" && value != "postgres" {
+                        bail!("--store is 'embedded' or 'postgres', not '{value}'\n\n{USAGE}");
+                    }
+                    o.store = value.clone();
+                }
                 other => bail!("unknown option '{other}'\n\n{USAGE}"),
             }
         }
@@ -242,13 +252,34 @@ async fn run(opts: Options) -> anyhow::Result<()> {
         .prefix("roomgate-fleet-hub-")
         .tempdir()
         .context("creating the hub's temp dir")?;
-    let hub_store =
-        Arc::new(HubStore::open_embedded(hub_dir.path()).context("opening the hub store")?);
-    let hub = Hub::start(
+    // Kept alive for the run when the hub is on PostgreSQL.
+    let mut _postgres = None;
+    let hub_store = Arc::new(if opts.store == "postgres" {
+        let server = roomgate_tests::postgres::PgServer::start()
+            .map_err(|e| anyhow!("starting PostgreSQL: {e}"))?;
+        let url = server
+            .create_database()
+            .map_err(|e| anyhow!("creating the hub's database: {e}"))?;
+        println!("# hub store: PostgreSQL on port {}", server.port());
+        _postgres = Some(server);
+        HubStore::open_postgres(&url, 8)
+            .await
+            .context("opening the hub's PostgreSQL store")?
+    } else {
+        println!("# hub store: embedded (redb)");
+        HubStore::open_embedded(hub_dir.path()).context("opening the hub store")?
+    });
+    // The real hub's path: fresh events also go through the booking service's fact rules.
+    let bookings = cloud_sync::hub::bookings::BookingService::new(
+        Arc::clone(&hub_store),
+        cloud_sync::hub::service::Pusher::new(),
+        cloud_sync::hub::web::system_now(),
+    );
+    let hub = Hub::start_with_bookings(
         broker
             .mqtt_options("hub-1", "hub/1")
             .context("hub certificate")?,
-        Arc::clone(&hub_store),
+        bookings,
         "hub",
     );
     wait_until("the hub to connect", PHASE_LIMIT, || hub.stats().connected).await?;
