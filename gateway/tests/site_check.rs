@@ -210,3 +210,28 @@ fn template_people_and_air_mistakes_are_reported_where_they_are() {
         42:16: people[bo@example.com].credentials: credential ' 04a1' already belongs to ana@example.com"#]]
     .assert_eq(&errors.to_string());
 }
+
+#[test]
+fn the_demo_site_and_the_templated_site_export_to_toml_that_loads_the_same() {
+    let out = gateway_bin()
+        .args(["demo", "--print-site"])
+        .output()
+        .expect("gateway demo --print-site");
+    assert!(out.status.success());
+    let demo = String::from_utf8(out.stdout).expect("utf-8");
+    for src in [demo.as_str(), TEMPLATED] {
+        let first = gateway::site::SiteDocument::load(src).expect("loads");
+        let text = first.to_toml().expect("export");
+        let second = gateway::site::SiteDocument::load(&text)
+            .unwrap_or_else(|e| panic!("the export loads: {e}\n{text}"));
+        let diff = gateway::site::diff(&first, &second).expect("diff");
+        assert!(diff.is_empty(), "{diff}\n{text}");
+        let plan = gateway::site::plan(first.site(), second.site());
+        assert!(plan.is_empty(), "{plan}\n{text}");
+        assert_eq!(second.to_toml().expect("again"), text, "a fixpoint");
+        assert_eq!(
+            (first.site().rooms.len(), first.site().devices.len()),
+            (second.site().rooms.len(), second.site().devices.len())
+        );
+    }
+}

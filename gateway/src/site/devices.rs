@@ -21,7 +21,7 @@ use drivers::point::{
 };
 use drivers::serial::{Parity as SerialParity, ProfileSpec, SerialDeviceConfig, SerialDeviceSpec};
 use scenes::Span;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Checker, id_rule, valid_id};
@@ -30,7 +30,7 @@ use super::{Checker, id_rule, valid_id};
 // Wire format
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub(super) enum ProtocolFile {
     ModbusTcp,
@@ -50,7 +50,7 @@ impl ProtocolFile {
     }
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum ParityFile {
     None,
@@ -58,7 +58,7 @@ pub(super) enum ParityFile {
     Odd,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DeviceFile {
     pub(super) id: Spanned<String>,
@@ -90,11 +90,11 @@ pub(super) struct DeviceFile {
     stop_bits: Option<Spanned<i64>>,
     profile: Option<Spanned<String>>,
     silence_timeout: Option<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     points: Vec<PointFile>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum TableFile {
     Coil,
@@ -103,14 +103,14 @@ enum TableFile {
     HoldingRegister,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum WordOrderFile {
     HighFirst,
     LowFirst,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum PointAccessFile {
     Read,
@@ -118,7 +118,7 @@ enum PointAccessFile {
     ReadWrite,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum KindFile {
     Real,
@@ -128,10 +128,10 @@ enum KindFile {
     Binary,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PointFile {
-    id: Spanned<String>,
+pub(super) struct PointFile {
+    pub(super) id: Spanned<String>,
     name: Option<String>,
     access: Option<PointAccessFile>,
     unit: Option<String>,
@@ -158,7 +158,7 @@ struct PointFile {
     cov: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BusFile {
     id: Spanned<String>,
@@ -172,7 +172,7 @@ pub(super) struct BusFile {
     stop_bits: Option<Spanned<i64>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BacnetFile {
     /// The local IPv4 address to bind (default 0.0.0.0).
@@ -192,7 +192,7 @@ pub(super) struct BacnetFile {
 // ---------------------------------------------------------------------------------------
 
 /// A field device and how to reach it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     pub id: String,
     pub name: String,
@@ -200,7 +200,7 @@ pub struct Device {
     pub points: Vec<PointDef>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DeviceKind {
     ModbusTcp {
         addr: SocketAddr,
@@ -234,7 +234,7 @@ impl Device {
 }
 
 /// A point of a device, whatever the protocol.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PointDef {
     /// The point's id within its device.
     pub id: String,
@@ -247,7 +247,7 @@ pub struct PointDef {
     pub protocol: PointProtocol,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PointProtocol {
     Modbus(ModbusPoint),
     Bacnet(BacnetPoint),
@@ -256,7 +256,7 @@ pub enum PointProtocol {
 }
 
 /// An RS-485 line (or a serial server) carrying Modbus RTU units.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Bus {
     pub id: String,
     pub config: RtuBusConfig,
@@ -947,7 +947,11 @@ fn misplaced(
     }
 }
 
-fn build_modbus_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointDef> {
+pub(super) fn build_modbus_point(
+    ck: &mut Checker<'_>,
+    p: &PointFile,
+    path: &str,
+) -> Option<PointDef> {
     misplaced(
         ck,
         p,
@@ -1063,7 +1067,11 @@ fn build_modbus_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option
     })
 }
 
-fn build_bacnet_point(ck: &mut Checker<'_>, p: &PointFile, path: &str) -> Option<PointDef> {
+pub(super) fn build_bacnet_point(
+    ck: &mut Checker<'_>,
+    p: &PointFile,
+    path: &str,
+) -> Option<PointDef> {
     misplaced(
         ck,
         p,

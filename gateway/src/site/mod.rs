@@ -16,49 +16,60 @@ use scenes::{
     AccessPolicy, Action, AirMetric, AirRule, Equipment, HvacMode, Policy, RoomConfig, RoomId,
     RoomKind, Scene, StatusLight, Step,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::duration::parse_span;
 
+mod csv;
 mod devices;
+mod diff;
+mod export;
 mod telemetry;
 
+pub use self::csv::{
+    CsvError, ImportedPoint, PointImport, PointsCsvError, export_points, import_points,
+};
 pub use devices::{Bus, Device, DeviceKind, PointDef, PointProtocol};
+pub use diff::{
+    Change, ChangeKind, Reload, ReloadAction, ReloadPlan, Section, SiteDiff, diff, plan,
+};
+pub use export::{ExportError, SiteDocument};
 
 // ---------------------------------------------------------------------------------------
 // Wire format (what installers write)
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SiteFile {
     site: SiteSection,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "DefaultsSection::is_empty")]
     defaults: DefaultsSection,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     devices: Vec<devices::DeviceFile>,
     /// RS-485 lines (or serial servers) carrying Modbus RTU units.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     buses: Vec<devices::BusFile>,
     /// The BACnet/IP network settings (defaults suit a flat network).
     bacnet: Option<devices::BacnetFile>,
-    /// Serial line profiles by name (see the drivers' `serial` docs for the format).
-    #[serde(default)]
+    /// Serial line profiles by name (see the drivers' `serial` docs for the format). Not
+    /// serialized: `export::SiteDocument` keeps them as written.
+    #[serde(default, skip_serializing)]
     serial_profiles: BTreeMap<String, ProfileSpec>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     scenes: Vec<SceneFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     templates: Vec<TemplateFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     rooms: Vec<RoomFile>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     people: Vec<PersonFile>,
     /// The connection to the central hub (optional: without it the gateway runs alone).
     cloud: Option<CloudFile>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloudFile {
     /// The broker, "host:port" (8883 for MQTT over TLS).
@@ -71,7 +82,7 @@ struct CloudFile {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
     /// Plain TCP without TLS: only for a lab, and only when said explicitly.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
     tls: bool,
     /// Point values sent to the hub (`[cloud.telemetry]`); without it, none.
     telemetry: Option<Spanned<telemetry::TelemetryFile>>,
@@ -81,8 +92,12 @@ fn yes() -> bool {
     true
 }
 
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
 /// Where and as whom the gateway syncs with the hub.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Cloud {
     pub host: String,
     pub port: u16,
@@ -95,21 +110,21 @@ pub struct Cloud {
 
 /// Someone the door readers and panels may recognise. (The hub will provide the directory;
 /// the site file keeps a local one for offline operation and small sites.)
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PersonFile {
     /// The identity bookings use (organizer, attendees): usually an e-mail address.
     id: Spanned<String>,
     name: Option<String>,
     /// Card numbers and QR payloads, as the readers send them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     credentials: Vec<Spanned<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     groups: Vec<String>,
 }
 
 /// Settings shared by rooms of one type; a room names it with `template` and overrides any.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TemplateFile {
     id: Spanned<String>,
@@ -117,21 +132,21 @@ struct TemplateFile {
     leave_scene: Option<Spanned<String>>,
     walk_in_scene: Option<Spanned<String>>,
     scenes: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PolicyFile::is_empty")]
     policy: PolicyFile,
     access: Option<AccessFile>,
     air: Option<Vec<Spanned<AirRuleFile>>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct AccessFile {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     staff_groups: Vec<String>,
     unlock_for: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum MetricFile {
     Co2,
@@ -141,32 +156,38 @@ enum MetricFile {
     Humidity,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct AirRuleFile {
     metric: MetricFile,
     on_above: f64,
     off_below: f64,
     on: Vec<Spanned<StepFile>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     off: Vec<Spanned<StepFile>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SiteSection {
     name: String,
     timezone: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DefaultsSection {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PolicyFile::is_empty")]
     policy: PolicyFile,
 }
 
-#[derive(Debug, Deserialize)]
+impl DefaultsSection {
+    fn is_empty(&self) -> bool {
+        self.policy.is_empty()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SceneFile {
     name: Spanned<String>,
@@ -174,7 +195,7 @@ struct SceneFile {
 }
 
 /// One scene step; exactly one of the action keys (or `wait`) must be set.
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct StepFile {
     lights: Option<OnOffOrLevel>,
@@ -194,14 +215,14 @@ struct StepFile {
     wait: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
+#[derive(Debug, Serialize, Deserialize, Clone)]
 #[serde(untagged)]
 enum OnOffOrLevel {
     Word(String),
     Level(i64),
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum HvacModeFile {
     Heat,
@@ -210,7 +231,7 @@ enum HvacModeFile {
     Fan,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
 enum KindFile {
     Bookable,
@@ -218,14 +239,14 @@ enum KindFile {
     Closed,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, Clone, Copy, PartialEq)]
 #[serde(rename_all = "snake_case")]
 enum ClosedLightFile {
     Red,
     Off,
 }
 
-#[derive(Debug, Default, Deserialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
     starting_soon: Option<Spanned<String>>,
@@ -247,9 +268,15 @@ struct PolicyFile {
     override_hold: Option<Spanned<String>>,
     walk_in_confirm: Option<Spanned<String>>,
     checkin_by_card: Option<bool>,
+    checkin_pin: Option<bool>,
 }
 
 impl PolicyFile {
+    /// Whether nothing is set (then the section is left out of an exported file).
+    fn is_empty(&self) -> bool {
+        toml::Table::try_from(self).is_ok_and(|t| t.is_empty())
+    }
+
     /// `self` where set, else `base`: a room's policy over its template's.
     fn over(&self, base: &PolicyFile) -> PolicyFile {
         macro_rules! pick {
@@ -273,12 +300,13 @@ impl PolicyFile {
             closed_light,
             override_hold,
             walk_in_confirm,
-            checkin_by_card
+            checkin_by_card,
+            checkin_pin
         )
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoomFile {
     id: Spanned<String>,
@@ -294,9 +322,9 @@ struct RoomFile {
     walk_in_scene: Option<Spanned<String>>,
     /// Extra scenes offered on this room's panel and page (default: every site scene).
     scenes: Option<Vec<Spanned<String>>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "PolicyFile::is_empty")]
     policy: PolicyFile,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     bindings: BTreeMap<String, Spanned<String>>,
 }
 
@@ -591,6 +619,11 @@ impl Checker<'_> {
 
 /// Parses and validates a site file; on failure returns every error found.
 pub fn load(src: &str) -> Result<Site, SiteErrors> {
+    load_file(src).map(|(_, site)| site)
+}
+
+/// [`load`], keeping the wire form too (for export, diffs and edits).
+fn load_file(src: &str) -> Result<(SiteFile, Site), SiteErrors> {
     let file: SiteFile = toml::from_str(src).map_err(|e| {
         let mut ck = Checker::new(src);
         let lc = e.span().map(|s| ck.line_col(s.start));
@@ -602,9 +635,9 @@ pub fn load(src: &str) -> Result<Site, SiteErrors> {
         SiteErrors(ck.errors)
     })?;
     let mut ck = Checker::new(src);
-    let site = build(&mut ck, file);
+    let site = build(&mut ck, &file);
     if ck.errors.is_empty() {
-        Ok(site)
+        Ok((file, site))
     } else {
         // In file order; errors without a position (none today) last.
         ck.errors
@@ -623,7 +656,7 @@ fn valid_id(s: &str) -> bool {
 /// A template with its access and air rules already checked.
 type BuiltTemplate<'a> = (&'a TemplateFile, Option<AccessPolicy>, Option<Vec<AirRule>>);
 
-fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
+fn build(ck: &mut Checker<'_>, file: &SiteFile) -> Site {
     let (timezone, timezone_name) = match &file.site.timezone {
         None => (jiff::tz::TimeZone::UTC, "UTC".to_owned()),
         Some(tz) => match jiff::tz::TimeZone::get(tz.get_ref()) {
@@ -867,7 +900,7 @@ fn build(ck: &mut Checker<'_>, file: SiteFile) -> Site {
         .as_ref()
         .and_then(|c| build_cloud(ck, c, &devices));
     Site {
-        name: file.site.name,
+        name: file.site.name.clone(),
         timezone,
         timezone_name,
         devices,
@@ -1366,6 +1399,9 @@ fn build_policy(
     p.walk_in_confirm = d(ck, &f.walk_in_confirm, "walk_in_confirm", p.walk_in_confirm);
     if let Some(v) = f.checkin_by_card {
         p.checkin_by_card = v;
+    }
+    if let Some(v) = f.checkin_pin {
+        p.checkin_pin = v;
     }
     if let Some(v) = f.checkin_required {
         p.checkin_required = v;

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use scenes::Span;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::{Checker, Device, PointRef};
@@ -16,7 +16,7 @@ use crate::telemetry::{
 };
 
 /// What installers write under `[cloud.telemetry]`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TelemetryFile {
     /// `"device/point"` patterns; `*` stands for any run of characters: `"ahu-1/*"`,
@@ -28,7 +28,7 @@ pub(super) struct TelemetryFile {
     min_interval: Option<Spanned<String>>,
     max_samples_per_batch: Option<Spanned<i64>>,
     /// Pattern → the smallest change of a number that is sent: `{ "*/co2" = 25 }`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     deadband: BTreeMap<String, Spanned<f64>>,
 }
 
