@@ -439,6 +439,9 @@ pub struct Policy {
     pub walk_in_confirm: Span,
     /// Whether a card or QR of the organizer or an attendee checks the meeting in.
     pub checkin_by_card: bool,
+    /// Whether the door panel asks for the booking's PIN before a check-in (instead of a bare
+    /// button). The engine does not use it: the gateway's panel checks the PIN.
+    pub checkin_pin: bool,
 }
 
 /// Energy codes: lights off within 20 minutes of vacancy.
@@ -465,6 +468,7 @@ impl Default for Policy {
             override_hold: Span::minutes(60),
             walk_in_confirm: Span::seconds(30),
             checkin_by_card: true,
+            checkin_pin: false,
         }
     }
 }
