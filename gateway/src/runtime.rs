@@ -10,12 +10,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use drivers::bacnet::{BacnetNetwork, BacnetNetworkConfig};
 use drivers::device::{CredentialRead, DeviceHandle, LinkState, PointUpdate};
-use drivers::modbus::rtu::{RtuBus, RtuBusStats, RtuUnitConfig, spawn_rtu_bus};
-use drivers::modbus::tcp::{TcpDeviceConfig, spawn_tcp_device};
+use drivers::modbus::rtu::{RtuBus, RtuBusStats};
 use drivers::point::Value;
-use drivers::serial::spawn_serial_device;
 use scenes::{
     Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, OutcomeKind, Output,
     Presenter, ReleaseCause, RoomId, RoomKind, Span, Timestamp, UsageFacts,
@@ -27,12 +24,21 @@ use crate::api::{
 };
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
-use crate::site::{Capability, DeviceKind, PointProtocol, PointRef, Site};
+use crate::site::{Capability, PointRef, Site};
 use crate::store::{ActivityRecord, BookingSource, Store, StoreError, StoredBooking};
 use crate::telemetry::Sampler;
 
 /// How many activity lines each room keeps in memory for the live views.
 const RECENT_ACTIVITY: usize = 30;
+/// How long `GatewayHandle::apply_site` waits for the loop (stopping a BACnet network waits
+/// for its devices' requests to end).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+// Site reloads (`apply`) and the field owners they start and stop (`field`).
+mod apply;
+mod field;
+pub(crate) use field::FieldParts;
+use field::{Field, FieldOutputs};
 /// Telemetry batches waiting for the sync agent (it publishes each at once).
 const TELEMETRY_QUEUE: usize = 64;
 /// Bookings ended longer ago than this are pruned from the store.
@@ -52,6 +58,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// Understood but not done, and why (a site change that needs a restart).
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl From<StoreError> for ApiError {
@@ -118,6 +127,12 @@ enum Request {
     HubLink(bool),
     /// Resolves once everything sent before it, and the clock as it is now, is processed.
     Settle(Reply<()>),
+    /// A changed site: planned, and applied unless `dry_run` (`apply.rs`).
+    ApplySite {
+        site: Box<Site>,
+        dry_run: bool,
+        reply: Reply<crate::reload::ReloadReport>,
+    },
 }
 
 /// Things people do at a room (door panel, API).
@@ -138,6 +153,8 @@ pub struct GatewayHandle {
     tx: mpsc::Sender<Request>,
     snapshot: watch::Receiver<Arc<FloorSnapshot>>,
     telemetry: broadcast::Sender<Arc<cloud_sync::wire::Telemetry>>,
+    /// Engine events, commands and outcomes by kind, for `/metrics` (systemd/metrics work).
+    pub counters: Arc<crate::metrics::LoopCounters>,
     pub time: TimeFmt,
     pub clock: Clock,
 }
@@ -230,6 +247,37 @@ impl GatewayHandle {
         self.telemetry.subscribe()
     }
 
+    /// Applies a changed site without a restart: only the devices, buses and rooms it changes
+    /// are restarted or reconfigured. Refused (nothing changes) when it needs a restart (a
+    /// time-zone change) or when a new device owner cannot start.
+    pub async fn apply_site(&self, new: Site) -> Result<crate::reload::ReloadReport, ApiError> {
+        self.site_request(new, false).await
+    }
+
+    /// What [`GatewayHandle::apply_site`] would do, without doing it.
+    pub async fn plan_site(&self, new: Site) -> Result<crate::reload::ReloadReport, ApiError> {
+        self.site_request(new, true).await
+    }
+
+    async fn site_request(
+        &self,
+        new: Site,
+        dry_run: bool,
+    ) -> Result<crate::reload::ReloadReport, ApiError> {
+        let call = self.call(|reply| Request::ApplySite {
+            site: Box::new(new),
+            dry_run,
+            reply,
+        });
+        tokio::time::timeout(RELOAD_TIMEOUT, call)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError::Unavailable(
+                    "the reload did not finish in time; see the log".into(),
+                ))
+            })
+    }
+
     /// Waits until the loop has caught up with every earlier request and with the clock.
     pub async fn settle(&self) -> Result<(), ApiError> {
         self.call(Request::Settle).await
@@ -240,107 +288,11 @@ impl GatewayHandle {
 #[derive(Debug)]
 pub struct Gateway {
     pub handle: GatewayHandle,
-    field: Field,
+    /// Shared with the loop, which starts and stops parts of it on a site reload.
+    field: Arc<tokio::sync::Mutex<Field>>,
     task: tokio::task::JoinHandle<()>,
     store: Arc<Store>,
     outbox: watch::Receiver<u64>,
-}
-
-/// The running field side: a handle per device, and the buses and network that own shared
-/// links (an RS-485 line, the BACnet socket).
-#[derive(Debug, Default)]
-struct Field {
-    devices: HashMap<String, DeviceHandle>,
-    buses: Vec<RtuBus>,
-    bacnet: Option<BacnetNetwork>,
-}
-
-impl Field {
-    async fn start(
-        site: &Site,
-        updates: mpsc::Sender<PointUpdate>,
-        credentials: mpsc::Sender<CredentialRead>,
-    ) -> Result<Field, StartError> {
-        let mut field = Field::default();
-        let mut units: HashMap<&str, Vec<RtuUnitConfig>> = HashMap::new();
-        for d in &site.devices {
-            match &d.kind {
-                DeviceKind::ModbusTcp {
-                    addr,
-                    unit,
-                    poll,
-                    timeout,
-                } => {
-                    let mut cfg = TcpDeviceConfig::new(d.id.clone(), *addr, *unit);
-                    cfg.poll_interval = *poll;
-                    cfg.request_timeout = *timeout;
-                    let points = d
-                        .points
-                        .iter()
-                        .filter_map(|p| match &p.protocol {
-                            PointProtocol::Modbus(m) => Some(m.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    let handle = spawn_tcp_device(cfg, points, updates.clone());
-                    field.devices.insert(d.id.clone(), handle);
-                }
-                DeviceKind::ModbusRtu { bus, unit } => {
-                    units.entry(bus.as_str()).or_default().push(unit.clone());
-                }
-                DeviceKind::Bacnet(cfg) => {
-                    if field.bacnet.is_none() {
-                        let net = site.bacnet.clone().unwrap_or_else(|| {
-                            BacnetNetworkConfig::new(std::net::Ipv4Addr::UNSPECIFIED)
-                        });
-                        field.bacnet = Some(BacnetNetwork::start(net).await?);
-                    }
-                    let points = d
-                        .points
-                        .iter()
-                        .filter_map(|p| match &p.protocol {
-                            PointProtocol::Bacnet(b) => Some(b.clone()),
-                            _ => None,
-                        })
-                        .collect();
-                    if let Some(net) = &field.bacnet {
-                        let handle = net.spawn_device(cfg.clone(), points, updates.clone());
-                        field.devices.insert(d.id.clone(), handle);
-                    }
-                }
-                DeviceKind::Serial(cfg) => {
-                    let handle =
-                        spawn_serial_device(cfg.clone(), updates.clone(), credentials.clone());
-                    field.devices.insert(d.id.clone(), handle);
-                }
-            }
-        }
-        for bus in &site.buses {
-            let Some(units) = units.remove(bus.id.as_str()) else {
-                continue;
-            };
-            let running = spawn_rtu_bus(bus.config.clone(), units, updates.clone())?;
-            for handle in running.handles() {
-                field
-                    .devices
-                    .insert(handle.device().to_owned(), handle.clone());
-            }
-            field.buses.push(running);
-        }
-        Ok(field)
-    }
-
-    async fn stop(self) {
-        for d in self.devices.values() {
-            d.shutdown();
-        }
-        for b in &self.buses {
-            b.shutdown();
-        }
-        if let Some(net) = self.bacnet {
-            net.stop().await;
-        }
-    }
 }
 
 impl Gateway {
@@ -351,7 +303,11 @@ impl Gateway {
         let (updates_tx, updates_rx) = mpsc::channel(1024);
         let (failures_tx, failures_rx) = mpsc::channel(256);
         let (credentials_tx, credentials_rx) = mpsc::channel(256);
-        let field = Field::start(&site, updates_tx, credentials_tx).await?;
+        let outputs = FieldOutputs {
+            updates: updates_tx,
+            credentials: credentials_tx,
+        };
+        let field = Field::start(&site, &outputs).await?;
         let writers = field
             .devices
             .iter()
@@ -367,19 +323,12 @@ impl Gateway {
             tz: site.timezone.clone(),
         };
         let engine = Engine::new(site.rooms.iter().map(|r| r.config.clone()).collect())?;
-        // Points the engine listens to: presence and air quality, per room (a sensor may
-        // serve more than one room).
-        let mut inputs: HashMap<PointRef, Vec<(RoomId, Capability)>> = HashMap::new();
-        for r in &site.rooms {
-            for (cap, p) in &r.bindings {
-                if *cap == Capability::Occupancy || cap.air_metric().is_some() {
-                    inputs
-                        .entry(p.clone())
-                        .or_default()
-                        .push((r.config.id.clone(), *cap));
-                }
-            }
-        }
+        let inputs = apply::inputs_of(&site);
+        let buses = (site.buses.iter())
+            .filter_map(|b| field.buses.get(&b.id))
+            .map(RtuBus::watch_stats)
+            .collect();
+        let field = Arc::new(tokio::sync::Mutex::new(field));
         let empty = Arc::new(FloorSnapshot {
             site: site.name.clone(),
             timezone: site.timezone_name.clone(),
@@ -411,7 +360,7 @@ impl Gateway {
             recent: HashMap::new(),
             unsaved: Vec::new(),
             snapshot: snap_tx,
-            buses: field.buses.iter().map(RtuBus::watch_stats).collect(),
+            buses,
             device_states: HashMap::new(),
             local_seq: 0,
             outcome_texts: Vec::new(),
@@ -419,8 +368,13 @@ impl Gateway {
             outbox_tx: outbox_tx.clone(),
             sampler,
             telemetry: telemetry_tx.clone(),
+            counters: Arc::default(),
+            field: Arc::clone(&field),
+            outputs,
+            failures_tx,
         };
         main.restore()?;
+        let main_counters = main.counters.clone();
         let task = tokio::spawn(main.run(rx, updates_rx, failures_rx, credentials_rx));
         Ok(Gateway {
             store,
@@ -429,6 +383,7 @@ impl Gateway {
                 tx,
                 snapshot: snap_rx,
                 telemetry: telemetry_tx,
+                counters: main_counters,
                 time,
                 clock,
             },
@@ -452,7 +407,8 @@ impl Gateway {
         drop(self.handle);
         self.task.abort();
         let _ = self.task.await;
-        self.field.stop().await;
+        let field = std::mem::take(&mut *self.field.lock().await);
+        field.stop().await;
     }
 }
 
@@ -523,6 +479,14 @@ struct MainLoop {
     sampler: Option<Sampler>,
     /// Where telemetry batches go (the sync agent subscribes).
     telemetry: broadcast::Sender<Arc<cloud_sync::wire::Telemetry>>,
+    /// Engine events, commands and outcomes by kind (`/metrics`).
+    counters: Arc<crate::metrics::LoopCounters>,
+    /// The field owners, which a site reload starts and stops in parts (`apply.rs`).
+    field: Arc<tokio::sync::Mutex<Field>>,
+    /// Where owners started by a reload send their updates and credentials.
+    outputs: FieldOutputs,
+    /// Where writers started by a reload report failed writes.
+    failures_tx: mpsc::Sender<WriteFailure>,
 }
 
 impl MainLoop {
@@ -573,6 +537,11 @@ impl MainLoop {
             };
             tokio::select! {
                 req = rx.recv() => match req {
+                    // A site reload awaits its owners starting and stopping (`apply.rs`).
+                    Some(Request::ApplySite { site, dry_run, reply }) => {
+                        let result = self.apply_site(*site, dry_run).await;
+                        let _ = reply.send(result);
+                    }
                     Some(r) => self.handle_request(r),
                     None => break,
                 },
@@ -617,6 +586,8 @@ impl MainLoop {
         while let Some(out) = self.engine.poll() {
             match out {
                 Output::Command(c) => {
+                    self.counters
+                        .command(&crate::metrics::variant_name(&c.action));
                     let reason = c.reason.render_with(&|t| self.time.hh_mm(t));
                     let text = format!("{}: {reason}", c.action);
                     self.log(&c.room, "command", text.clone(), c.at);
@@ -639,6 +610,8 @@ impl MainLoop {
                     }
                 }
                 Output::Outcome(o) => {
+                    self.counters
+                        .outcome(&crate::metrics::variant_name(&o.kind));
                     let reason = o.reason.render_with(&|t| self.time.hh_mm(t));
                     let booking = o
                         .booking
@@ -817,7 +790,7 @@ impl MainLoop {
                         },
                     },
                 };
-                if let Err(e) = self.engine.handle_event(now, ev) {
+                if let Err(e) = self.engine_event(now, ev) {
                     tracing::warn!("input from {r} refused: {e}");
                 }
             }
@@ -908,6 +881,12 @@ impl MainLoop {
                     sampler.set_link(up);
                 }
             }
+            Request::ApplySite { reply, .. } => {
+                // `run` takes these before they get here: applying one awaits the field.
+                let _ = reply.send(Err(ApiError::Unavailable(
+                    "a site change must go through the main loop".into(),
+                )));
+            }
             Request::Settle(reply) => {
                 self.tick();
                 let _ = reply.send(Ok(()));
@@ -969,8 +948,16 @@ impl MainLoop {
         Ok(words.join("; "))
     }
 
+    /// Gives the engine an event, counted by kind for `/metrics`.
+    fn engine_event(&mut self, now: Timestamp, ev: Event) -> Result<(), EngineError> {
+        let kind = crate::metrics::variant_name(&ev);
+        let result = self.engine.handle_event(now, ev);
+        self.counters.event(&kind, result.is_ok());
+        result
+    }
+
     fn room_event(&mut self, now: Timestamp, ev: Event) -> Result<(), ApiError> {
-        self.engine.handle_event(now, ev).map_err(|e| match e {
+        self.engine_event(now, ev).map_err(|e| match e {
             EngineError::UnknownRoom(_) | EngineError::UnknownScene { .. } => {
                 ApiError::NotFound(e.to_string())
             }
@@ -1161,7 +1148,7 @@ impl MainLoop {
                 room: RoomId::from(b.room.as_str()),
                 booking: BookingId::from(b.id.as_str()),
             };
-            if let Err(e) = self.engine.handle_event(now, ev) {
+            if let Err(e) = self.engine_event(now, ev) {
                 tracing::warn!("hub cancellation of {} refused by the engine: {e}", b.id);
             }
         }

@@ -197,6 +197,8 @@ pub enum Reason {
     },
     OverrideExpired,
     Usage,
+    /// The room's settings changed while the gateway ran (a site file reload).
+    Reconfigured,
 }
 
 impl Reason {
@@ -287,6 +289,7 @@ impl Reason {
             }
             Reason::OverrideExpired => "manual hold over: automation resumes".to_owned(),
             Reason::Usage => "usage of the booking".to_owned(),
+            Reason::Reconfigured => "the room's settings changed".to_owned(),
         }
     }
 }
@@ -461,6 +464,51 @@ impl Engine {
         let first = Timestamp::from_millis(i64::MIN);
         self.timers.insert((first, idx));
         self.wake[idx] = Some(first);
+        Ok(())
+    }
+
+    /// Adds a room while the engine runs (a site reload). It is evaluated at the next
+    /// `handle_timeout`, like every room of a new engine.
+    pub fn add_room(&mut self, cfg: RoomConfig) -> Result<(), EngineError> {
+        if self.by_id.contains_key(&cfg.id) {
+            return Err(EngineError::DuplicateRoom(cfg.id));
+        }
+        let idx = self.rooms.len();
+        self.by_id.insert(cfg.id.clone(), idx);
+        self.rooms.push(Room::new(cfg));
+        let first = Timestamp::from_millis(i64::MIN);
+        self.timers.insert((first, idx));
+        self.wake.push(Some(first));
+        Ok(())
+    }
+
+    /// Removes a room (a site reload). The engine does not refuse: the site file is the
+    /// authority on which rooms exist. It hands back the room's unfinished bookings (running
+    /// or to come) so the caller can keep and report them; nothing is sent to the room's
+    /// devices (its bindings are gone with it), and outputs already queued for it stay queued.
+    pub fn remove_room(&mut self, room: &RoomId) -> Result<Vec<Booking>, EngineError> {
+        let idx = self.index(room)?;
+        let removed = self.rooms.remove(idx);
+        self.wake.remove(idx);
+        // Indices above the removed room move down by one.
+        self.timers = (self.timers.iter())
+            .filter(|(_, i)| *i != idx)
+            .map(|&(t, i)| (t, if i > idx { i - 1 } else { i }))
+            .collect();
+        self.by_id = (self.rooms.iter().enumerate())
+            .map(|(i, r)| (r.id().clone(), i))
+            .collect();
+        Ok(removed.unfinished())
+    }
+
+    /// Swaps a room's configuration, keeping its bookings, check-ins and occupancy, and
+    /// re-derives its phase at `now` under the new rules (see the room's `reconfigure`: a
+    /// changed scene is run again where the room's current use needs it; a shorter no-show
+    /// window applies at once). The room's id must stay the same.
+    pub fn reconfigure_room(&mut self, now: Timestamp, cfg: RoomConfig) -> Result<(), EngineError> {
+        let idx = self.index(&cfg.id)?;
+        self.rooms[idx].reconfigure(now, cfg, &mut self.out);
+        self.reschedule(idx, now);
         Ok(())
     }
 

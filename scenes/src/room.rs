@@ -17,8 +17,8 @@ use crate::engine::{
     UsageFacts,
 };
 use crate::model::{
-    Action, AirMetric, Booking, BookingId, Occupancy, Presenter, RoomConfig, RoomKind, RoomState,
-    Scene, StatusLight, Step,
+    Action, AirMetric, Booking, BookingId, Occupancy, Presenter, RoomConfig, RoomId, RoomKind,
+    RoomState, Scene, StatusLight, Step,
 };
 use crate::time::{Span, Timestamp};
 
@@ -154,6 +154,10 @@ impl Room {
             last_account: None,
             state: None,
         }
+    }
+
+    pub(crate) fn id(&self) -> &RoomId {
+        &self.cfg.id
     }
 
     pub(crate) fn kind(&self) -> RoomKind {
@@ -315,6 +319,123 @@ impl Room {
             self.bookings[i].checked_in = checked_in;
         }
         Ok(())
+    }
+
+    /// The unfinished bookings this room holds (running or to come), for a caller removing it.
+    pub(crate) fn unfinished(&self) -> Vec<Booking> {
+        (self.bookings.iter())
+            .filter(|e| !e.finished)
+            .map(|e| e.booking.clone())
+            .collect()
+    }
+
+    /// Swaps the room's configuration (policy, scenes, equipment, kind, access, air rules),
+    /// keeping its bookings, check-ins, occupancy and what it has switched on, then
+    /// re-derives its phase at `now` under the new rules: a shorter no-show window releases a
+    /// meeting whose new deadline has passed; a longer one keeps it.
+    ///
+    /// Devices are re-asserted the way a restart would, but only where the change touches
+    /// them: a running meeting (or walk-in, or a prepared booking) runs its scene again when
+    /// that scene, the HVAC settings or the equipment changed. A room that becomes closed
+    /// ends its current use with the leave scene; its bookings stay (a closed room ignores
+    /// them until it opens again).
+    pub(crate) fn reconfigure(
+        &mut self,
+        now: Timestamp,
+        cfg: RoomConfig,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.account(now);
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        if old.air != self.cfg.air {
+            // New rules start switched off; leaving them active would never switch them back.
+            self.air_active = vec![false; self.cfg.air.len()];
+        }
+        let mut cx = Ctx { now, out };
+        let reason = Reason::Reconfigured;
+        if self.cfg.kind == RoomKind::Closed {
+            if old.kind != RoomKind::Closed {
+                self.close(&mut cx);
+            }
+            self.evaluate(now, cx.out);
+            return;
+        }
+        let equipment = old.equipment != self.cfg.equipment;
+        let hvac = equipment
+            || old.policy.hvac_mode != self.cfg.policy.hvac_mode
+            || old.policy.hvac_setpoint_c != self.cfg.policy.hvac_setpoint_c;
+        let held = self.hold_until.is_some();
+        match &self.phase {
+            Phase::Meeting(_) => {
+                if hvac {
+                    self.command(&mut cx, self.hvac_on(), reason.clone());
+                }
+                if !held && (equipment || old.meeting_scene != self.cfg.meeting_scene) {
+                    let scene = Arc::clone(&self.cfg.meeting_scene);
+                    self.run_scene(&mut cx, &scene, reason);
+                }
+            }
+            Phase::WalkIn => {
+                if !held && (equipment || old.walk_in_scene != self.cfg.walk_in_scene) {
+                    let scene = Arc::clone(&self.cfg.walk_in_scene);
+                    self.run_scene(&mut cx, &scene, reason);
+                }
+            }
+            Phase::Overtime => {}
+            Phase::Idle => {
+                // A booking being prepared gets its preparation again where it changed.
+                if let Some(i) = (self.bookings.iter())
+                    .position(|e| !e.finished && !e.started && e.booking.end > now)
+                {
+                    let (hvac_prepared, lights_prepared) = {
+                        let e = &self.bookings[i];
+                        (e.hvac_prepared, e.lights_prepared)
+                    };
+                    if hvac_prepared && hvac {
+                        self.command(&mut cx, self.hvac_on(), reason.clone());
+                    }
+                    if lights_prepared
+                        && !held
+                        && (equipment || old.meeting_scene != self.cfg.meeting_scene)
+                    {
+                        let scene = Arc::clone(&self.cfg.meeting_scene);
+                        self.run_scene(&mut cx, &scene, reason);
+                    }
+                }
+            }
+        }
+        if old.kind == RoomKind::Closed {
+            // Opening again: the door sign is re-derived from scratch.
+            self.state = None;
+        }
+        self.evaluate(now, cx.out);
+    }
+
+    /// The room is closed by a reload: a running meeting ends (once, with its usage), a
+    /// walk-in ends, and everything automation switched on goes to rest with the whole leave
+    /// scene (no booking keeps it on: a closed room runs none). Bookings to come stay.
+    fn close(&mut self, cx: &mut Ctx<'_>) {
+        let reason = Reason::Reconfigured;
+        if let Some(i) = self.running() {
+            self.usage(cx, i, None);
+            self.bookings[i].finished = true;
+            let id = self.bookings[i].booking.id.clone();
+            self.outcome(cx, Some(id), OutcomeKind::Ended, reason.clone());
+        }
+        if self.phase == Phase::WalkIn {
+            self.outcome(cx, None, OutcomeKind::WalkInEnded, reason.clone());
+        }
+        let in_use = self.phase != Phase::Idle || self.devices_on;
+        self.set_phase(Phase::Idle);
+        for e in self.bookings.iter_mut().filter(|e| !e.finished) {
+            e.hvac_prepared = false;
+            e.lights_prepared = false;
+        }
+        if in_use {
+            let scene = Arc::clone(&self.cfg.leave_scene);
+            self.run_scene(cx, &scene, reason);
+            self.devices_on = false;
+        }
     }
 
     fn set_occupancy(&mut self, now: Timestamp, occupancy: Occupancy) {

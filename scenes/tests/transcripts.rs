@@ -993,3 +993,223 @@ fn a_meeting_restored_after_a_restart_keeps_its_check_in_and_its_devices_come_ba
     "#]]
     .assert_debug_eq(&log);
 }
+
+impl Day {
+    /// A site reload at `when`: the room takes `cfg`, keeping its bookings and state.
+    fn reconfigure(&mut self, when: &str, cfg: RoomConfig) {
+        self.run_until(when);
+        self.log
+            .push(format!("{} {} (reconfigured)", self.now, cfg.id));
+        self.engine
+            .reconfigure_room(self.now, cfg)
+            .expect("room reconfigured");
+        self.drain();
+    }
+}
+
+#[test]
+fn a_shorter_no_show_window_applied_mid_day_releases_the_next_meeting_sooner() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", occupancy("r1", Occupancy::Vacant));
+    day.at("08:00", booking("b1", "r1", "09:00", "09:30"));
+    day.at("08:00", booking("b2", "r1", "11:00", "11:30"));
+    // b1 is released on the old rule (10 min); the site file then says 5 min.
+    let mut cfg = room("r1");
+    cfg.policy.no_show_after = Span::minutes(5);
+    day.reconfigure("10:00", cfg);
+    day.check(
+        "11:30",
+        expect![[r#"
+            07:00 r1 state free
+            07:00 r1 status light Green — room is free
+            08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+            08:45 r1 state starting_soon
+            08:45 r1 status light YellowBlinking — room is starting_soon
+            08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+            08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+            08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+            09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+            09:03 r1 lights 30% — nobody seen since 08:58: lights step down after 5 min
+            09:10 r1 usage [b1]: booked 09:00–09:30, came -, left 09:10, occupied 0 min, devices on 25 min, released NoShow
+            09:10 r1 Released(NoShow) [b1] — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 NoShowStrike { organizer: "ana@example.com" } [b1] — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 curtains 100% — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 lights off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 sockets off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 hvac off — no check-in by 09:10 (policy: 10 min)
+            09:10 r1 state free
+            09:10 r1 status light Green — room is free
+            10:00 r1 (reconfigured)
+            10:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 11:00 (15 min ahead)
+            10:45 r1 state starting_soon
+            10:45 r1 status light YellowBlinking — room is starting_soon
+            10:58 r1 lights 100% — meeting at 11:00 (2 min ahead)
+            10:58 r1 sockets on — meeting at 11:00 (2 min ahead)
+            10:58 r1 curtains 100% — meeting at 11:00 (2 min ahead)
+            11:00 r1 MeetingStarted [b2] — meeting started at 11:00
+            11:03 r1 lights 30% — nobody seen since 10:58: lights step down after 5 min
+            11:05 r1 usage [b2]: booked 11:00–11:30, came -, left 11:05, occupied 0 min, devices on 20 min, released NoShow
+            11:05 r1 Released(NoShow) [b2] — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 NoShowStrike { organizer: "ana@example.com" } [b2] — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 curtains 100% — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 lights off — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 sockets off — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 hvac off — no check-in by 11:05 (policy: 5 min)
+            11:05 r1 state free
+            11:05 r1 status light Green — room is free
+        "#]],
+    );
+}
+
+#[test]
+fn a_changed_meeting_scene_is_run_again_in_the_running_meeting_and_not_in_an_idle_room() {
+    let mut day = Day::new(vec![room("r1"), room("r2")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", occupancy("r1", Occupancy::Occupied));
+    day.at("09:01", check_in("r1"));
+    let dimmer = |id: &str| {
+        let mut cfg = room(id);
+        cfg.meeting_scene = std::sync::Arc::new(Scene::new(
+            "meeting",
+            vec![
+                Step::Do(Action::Lights {
+                    on: true,
+                    level: Some(60),
+                }),
+                Step::Do(Action::Curtains { position: 50 }),
+            ],
+        ));
+        cfg
+    };
+    day.reconfigure("09:30", dimmer("r1"));
+    // r2 has no meeting: nothing to re-assert.
+    day.reconfigure("09:30", dimmer("r2"));
+    day.check(
+        "09:45",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        07:00 r2 state free
+        07:00 r2 status light Green — room is free
+        08:45 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:00 (15 min ahead)
+        08:45 r1 state starting_soon
+        08:45 r1 status light YellowBlinking — room is starting_soon
+        08:58 r1 lights 100% — meeting at 09:00 (2 min ahead)
+        08:58 r1 sockets on — meeting at 09:00 (2 min ahead)
+        08:58 r1 curtains 100% — meeting at 09:00 (2 min ahead)
+        09:00 r1 MeetingStarted [b1] — meeting started at 09:00
+        09:01 r1 CheckedIn(Panel) [b1] — checked in by door panel
+        09:01 r1 state in_meeting
+        09:01 r1 status light Red — room is in_meeting
+        09:30 r1 (reconfigured)
+        09:30 r1 lights 60% — the room's settings changed
+        09:30 r1 curtains 50% — the room's settings changed
+        09:30 r2 (reconfigured)
+    "#]],
+    );
+}
+
+#[test]
+fn a_running_meeting_past_its_new_no_show_deadline_is_released_at_the_reload() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", occupancy("r1", Occupancy::Vacant));
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.run_until("09:07");
+    day.log.clear();
+    let mut cfg = room("r1");
+    cfg.policy.no_show_after = Span::minutes(5);
+    day.reconfigure("09:07", cfg);
+    day.check("09:20", expect![[r#"
+        09:07 r1 (reconfigured)
+        09:07 r1 usage [b1]: booked 09:00–10:00, came -, left 09:07, occupied 0 min, devices on 22 min, released NoShow
+        09:07 r1 Released(NoShow) [b1] — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 NoShowStrike { organizer: "ana@example.com" } [b1] — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 curtains 100% — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 lights off — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 sockets off — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 hvac off — no check-in by 09:05 (policy: 5 min)
+        09:07 r1 state free
+        09:07 r1 status light Green — room is free
+    "#]]);
+}
+
+#[test]
+fn rooms_added_and_removed_while_running_keep_the_others_going() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.run_until("08:30");
+    day.engine.add_room(room("r2")).expect("added");
+    assert_eq!(
+        day.engine.add_room(room("r2")),
+        Err(EngineError::DuplicateRoom(RoomId::from("r2")))
+    );
+    day.at("08:31", booking("b2", "r2", "09:30", "10:00"));
+    // r1 leaves the site with its meeting still to come: the engine hands it back.
+    let kept = day
+        .engine
+        .remove_room(&RoomId::from("r1"))
+        .expect("removed");
+    assert_eq!(
+        kept.iter().map(|b| b.id.as_str()).collect::<Vec<_>>(),
+        ["b1"]
+    );
+    assert!(day.engine.room(&RoomId::from("r1")).is_none());
+    assert_eq!(
+        day.engine.remove_room(&RoomId::from("r1")),
+        Err(EngineError::UnknownRoom(RoomId::from("r1")))
+    );
+    day.check(
+        "09:31",
+        expect![[r#"
+        07:00 r1 state free
+        07:00 r1 status light Green — room is free
+        08:30 r2 state free
+        08:30 r2 status light Green — room is free
+        09:15 r2 hvac on Auto 21.5C — pre-conditioning for the meeting at 09:30 (15 min ahead)
+        09:15 r2 state starting_soon
+        09:15 r2 status light YellowBlinking — room is starting_soon
+        09:28 r2 lights 100% — meeting at 09:30 (2 min ahead)
+        09:28 r2 sockets on — meeting at 09:30 (2 min ahead)
+        09:28 r2 curtains 100% — meeting at 09:30 (2 min ahead)
+        09:30 r2 MeetingStarted [b2] — meeting started at 09:30
+    "#]],
+    );
+}
+
+#[test]
+fn a_room_closed_by_a_reload_ends_its_meeting_with_the_leave_scene_and_keeps_the_booking() {
+    let mut day = Day::new(vec![room("r1")]);
+    day.at("08:00", booking("b1", "r1", "09:00", "10:00"));
+    day.at("08:00", occupancy("r1", Occupancy::Occupied));
+    day.at("09:01", check_in("r1"));
+    day.at("09:20", booking("b2", "r1", "10:30", "11:00"));
+    day.run_until("09:30");
+    day.log.clear();
+    let mut closed = room("r1");
+    closed.kind = RoomKind::Closed;
+    day.reconfigure("09:30", closed);
+    // Opened again within the booking: the meeting ended once and is not started again;
+    // the next booking runs as usual.
+    day.reconfigure("09:40", room("r1"));
+    day.check("10:31", expect![[r#"
+        09:30 r1 (reconfigured)
+        09:30 r1 usage [b1]: booked 09:00–10:00, came 09:01, left 09:30, occupied 30 min, devices on 45 min
+        09:30 r1 Ended [b1] — the room's settings changed
+        09:30 r1 curtains 100% — the room's settings changed
+        09:30 r1 lights off — the room's settings changed
+        09:30 r1 sockets off — the room's settings changed
+        09:30 r1 hvac off — the room's settings changed
+        09:30 r1 state closed
+        09:30 r1 status light Red — room is closed
+        09:40 r1 (reconfigured)
+        09:40 r1 state free
+        09:40 r1 status light Green — room is free
+        10:15 r1 hvac on Auto 21.5C — pre-conditioning for the meeting at 10:30 (15 min ahead)
+        10:15 r1 state starting_soon
+        10:15 r1 status light YellowBlinking — room is starting_soon
+        10:28 r1 lights 100% — meeting at 10:30 (2 min ahead)
+        10:28 r1 sockets on — meeting at 10:30 (2 min ahead)
+        10:28 r1 curtains 100% — meeting at 10:30 (2 min ahead)
+        10:30 r1 MeetingStarted [b2] — meeting started at 10:30
+    "#]]);
+}

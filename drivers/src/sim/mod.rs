@@ -188,6 +188,8 @@ struct SimState {
     silent: AtomicBool,
     delay_micros: AtomicU64,
     requests: AtomicU64,
+    /// TCP connections accepted since the start (a client reconnecting counts again).
+    connections: AtomicU64,
 }
 
 impl SimState {
@@ -240,12 +242,14 @@ impl SimDevice {
             silent: AtomicBool::new(false),
             delay_micros: AtomicU64::new(0),
             requests: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         });
 
         let service_state = Arc::clone(&state);
         let server = tokio::spawn(async move {
             let server = Server::new(listener);
             let on_connected = move |stream: TcpStream, _peer: SocketAddr| {
+                service_state.connections.fetch_add(1, Ordering::Relaxed);
                 let service = SimService {
                     state: Arc::clone(&service_state),
                 };
@@ -376,6 +380,13 @@ impl SimDevice {
             .state
             .delay_micros
             .store(micros, Ordering::Relaxed);
+    }
+
+    /// How many TCP connections the server has accepted (a client that reconnects, or a
+    /// restarted client, counts again).
+    #[must_use]
+    pub fn connection_count(&self) -> u64 {
+        self.inner.state.connections.load(Ordering::Relaxed)
     }
 
     /// Every write the device accepted, oldest first (the last 65536).
