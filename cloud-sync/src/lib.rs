@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod calendar;
+pub mod daemon;
 pub mod hub;
 pub mod tls;
 pub mod topics;

@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
+use cloud_sync::daemon::{LogFormat, LoggingError, Notifier, logging};
 use cloud_sync::hub::bookings::BookingService;
 use cloud_sync::hub::feeds::Fetcher;
+use cloud_sync::hub::service::HubStats;
 use cloud_sync::hub::service::Pusher;
 use cloud_sync::hub::web::{self, WebState};
 use cloud_sync::hub::{Hub, HubStore};
+use warp::Filter as _;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +26,13 @@ use cloud_sync::hub::{Hub, HubStore};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (journald-friendly under systemd) or JSON.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A `RUST_LOG`-style filter ("info", "warn,cloud_sync=debug"); default: `RUST_LOG`, else
+    /// info. Changeable while running with `PUT /api/log-level` (localhost only).
+    #[arg(long, global = true)]
+    log_filter: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -140,19 +150,11 @@ struct Serve {
     feeds_dir: Option<PathBuf>,
 }
 
-fn init_logs() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logs();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, cli.log_filter.as_deref())?;
+    match cli.command {
         Command::Serve(serve) => run(*serve).await,
         Command::User {
             action: UserAction::Add { name, storage },
@@ -250,7 +252,19 @@ async fn run(cli: Serve) -> anyhow::Result<()> {
     fetcher.file_root = cli.feeds_dir.clone();
     let state = Arc::new(WebState::new(bookings, fetcher));
     let feeds = state.feeds.spawn_scheduler(Duration::from_secs(60));
-    let serving = web::serve(cli.http, web_tls, web::routes(Arc::clone(&state)))
+    let ops = Arc::new(Ops {
+        stats: hub.watch_stats(),
+        store: Arc::clone(&store),
+        store_file: cli.storage.data.as_ref().map(|d| d.join("hub.redb")),
+        replica: cli.replica.clone(),
+        // Behind a proxy every peer looks local, so the filter is then fixed at start.
+        log_level_over_http: !cli.http_plain,
+    });
+    let routes = ops_routes(ops)
+        .or(web::routes(Arc::clone(&state)))
+        .unify()
+        .boxed();
+    let serving = web::serve(cli.http, web_tls, routes)
         .await
         .with_context(|| format!("listening on {}", cli.http))?;
     tracing::info!(
@@ -260,7 +274,14 @@ async fn run(cli: Serve) -> anyhow::Result<()> {
         if cli.http_plain { "http" } else { "https" },
         serving.addr
     );
+    // The store is open and the web listener bound: ready (a no-op outside systemd).
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!(
+        "replica {} serving on {}",
+        cli.replica, serving.addr
+    ));
     stop_signal().await?;
+    notifier.stopping("stopping");
     tracing::info!("stopping");
     serving.shutdown().await;
     horizon.abort();
@@ -278,4 +299,186 @@ async fn stop_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// What `/metrics` reads.
+struct Ops {
+    stats: tokio::sync::watch::Receiver<HubStats>,
+    store: Arc<HubStore>,
+    store_file: Option<PathBuf>,
+    replica: String,
+    log_level_over_http: bool,
+}
+
+/// `GET /metrics` (Prometheus text 0.0.4, unauthenticated like a scrape target usually is; it
+/// holds counts, no bookings) and `GET|PUT /api/log-level`, which only answers peers on
+/// loopback (an operator on the machine; the hub's web is public), and not at all behind a
+/// reverse proxy (`--http-plain`), where every peer is the proxy on loopback.
+fn ops_routes(ops: Arc<Ops>) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    use warp::Reply as _;
+    let over_http = ops.log_level_over_http;
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::any().map(move || Arc::clone(&ops)))
+        .then(|ops: Arc<Ops>| async move {
+            let text = render_metrics(&ops).await;
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        });
+    let log_level = warp::path!("api" / "log-level")
+        .and(web::peer_addr())
+        .and(warp::method())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::body::bytes())
+        .map(
+            move |peer: Option<SocketAddr>,
+                  method: warp::http::Method,
+                  body: warp::hyper::body::Bytes| {
+                use warp::http::StatusCode;
+                let answer = |status: StatusCode, v: serde_json::Value| {
+                    warp::reply::with_status(warp::reply::json(&v), status).into_response()
+                };
+                if !over_http || !peer.is_some_and(|p| p.ip().is_loopback()) {
+                    return answer(
+                        StatusCode::FORBIDDEN,
+                        serde_json::json!({
+                            "error": "only from the hub's own machine, and not behind a proxy"
+                        }),
+                    );
+                }
+                if method == warp::http::Method::GET {
+                    return answer(
+                        StatusCode::OK,
+                        serde_json::json!({ "filter": logging::current_filter() }),
+                    );
+                }
+                if method != warp::http::Method::PUT {
+                    return answer(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        serde_json::json!({ "error": "GET or PUT" }),
+                    );
+                }
+                #[derive(serde::Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct LogLevel {
+                    filter: String,
+                }
+                let req: LogLevel = match serde_json::from_slice(&body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return answer(
+                            StatusCode::BAD_REQUEST,
+                            serde_json::json!({ "error": format!("invalid JSON body: {e}") }),
+                        );
+                    }
+                };
+                match logging::set_filter(&req.filter) {
+                    Ok(f) => answer(StatusCode::OK, serde_json::json!({ "filter": f })),
+                    Err(e @ LoggingError::BadFilter { .. }) => answer(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        serde_json::json!({ "error": e.to_string() }),
+                    ),
+                    Err(e) => answer(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        serde_json::json!({ "error": e.to_string() }),
+                    ),
+                }
+            },
+        );
+    metrics.or(log_level).unify().boxed()
+}
+
+async fn render_metrics(ops: &Ops) -> String {
+    use std::fmt::Write as _;
+    let stats = ops.stats.borrow().clone();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "roomgate_hub_connected",
+        "gauge",
+        "1 while this replica is connected to the broker.",
+        if stats.connected { 1.0 } else { 0.0 },
+    );
+    for (name, help, value) in [
+        (
+            "roomgate_hub_event_batches_total",
+            "Event batches received.",
+            stats.batches,
+        ),
+        (
+            "roomgate_hub_events_new_total",
+            "Events stored (first delivery).",
+            stats.events_new,
+        ),
+        (
+            "roomgate_hub_events_duplicate_total",
+            "Events received again and acknowledged without storing.",
+            stats.events_duplicate,
+        ),
+        (
+            "roomgate_hub_refused_payloads_total",
+            "Payloads refused (bad version, bad JSON, wrong topic).",
+            stats.refused_payloads,
+        ),
+        (
+            "roomgate_hub_syncs_total",
+            "Sync requests answered.",
+            stats.syncs,
+        ),
+        (
+            "roomgate_hub_replies_dropped_total",
+            "Acks and sync answers that could not be queued.",
+            stats.replies_dropped,
+        ),
+        (
+            "roomgate_hub_telemetry_samples_total",
+            "Telemetry samples received and stored.",
+            stats.telemetry_samples,
+        ),
+    ] {
+        metric(name, "counter", help, value as f64);
+    }
+    if let Ok(gateways) = ops.store.gateways().await {
+        metric(
+            "roomgate_hub_gateways",
+            "gauge",
+            "Gateways the hub has heard from.",
+            gateways.len() as f64,
+        );
+        let now = (web::system_now())();
+        let newest = gateways.iter().map(|g| g.last_seen_ms).max();
+        if let Some(seen) = newest {
+            metric(
+                "roomgate_hub_newest_message_age_seconds",
+                "gauge",
+                "Seconds since any gateway's last message arrived.",
+                (now - seen).max(0) as f64 / 1000.0,
+            );
+        }
+    }
+    if let Some(bytes) = ops
+        .store_file
+        .as_ref()
+        .and_then(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+    {
+        metric(
+            "roomgate_hub_store_bytes",
+            "gauge",
+            "Size of the embedded store file (hub.redb).",
+            bytes as f64,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP roomgate_build_info The running hub's version.\n# TYPE roomgate_build_info gauge\nroomgate_build_info{{version=\"{}\",replica=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        ops.replica.replace(['\\', '"', '\n'], "_")
+    );
+    out
 }
