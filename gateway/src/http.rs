@@ -1,4 +1,6 @@
-//! The local HTTP surface (warp): health, the rooms API, and the live floor page.
+//! The local HTTP surface (warp): health, the rooms API, the live floor page, and the door
+//! panels and lobby display (`panel`), Prometheus `/metrics` and the log filter
+//! (`/api/log-level`).
 //!
 //! Handlers translate HTTP to `GatewayHandle` calls and API errors to status codes; no
 //! automation logic lives here. The API listens on loopback by default: accounts, HTTPS and
@@ -6,6 +8,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use scenes::{Span, Timestamp};
 use tokio::net::TcpListener;
@@ -13,19 +16,38 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::api::{CredentialRequest, ErrorDto, ExtendRequest, NewBooking};
+use crate::metrics::MetricsSource;
+use crate::panel::{PanelConfig, Panels};
 use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
 
 const FLOOR_PAGE: &str = include_str!("web/floor.html");
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API, the panels and the display on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     gateway: GatewayHandle,
+    panel: PanelConfig,
+    metrics: Arc<MetricsSource>,
+    site: Arc<crate::reload::SiteSource>,
+    backup: Arc<crate::backup::BackupSource>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(gateway))
+    // Live streams never end by themselves: they end when this turns true, so the graceful
+    // shutdown (which waits for open connections) is not held up by a tablet.
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let panels = Arc::new(Panels::new(panel, stopping));
+    {
+        // Door panels follow the rooms of a reloaded site.
+        let panels = panels.clone();
+        site.on_applied(move |s| panels.set_site(s));
+    }
+    let files = site_routes(gateway.clone(), site).or(backup_routes(gateway.clone(), backup));
+    warp::serve(files.or(routes(gateway, panels, metrics)))
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        })
         .run()
         .await;
 }
@@ -36,7 +58,66 @@ fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Inf
 
 pub fn routes(
     g: GatewayHandle,
+    panels: Arc<Panels>,
+    metrics: Arc<MetricsSource>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let counted = {
+        let metrics = metrics.clone();
+        warp::log::custom(move |info| {
+            metrics
+                .http
+                .request(info.path(), info.method().as_str(), info.status().as_u16());
+        })
+    };
+    // Prometheus scrapes (text format 0.0.4). Unauthenticated like the rest of the local API
+    // for now; the installer console's auth will have to let a scrape token through.
+    let metrics_route = warp::path!("metrics")
+        .and(warp::get())
+        .and(with(g.clone()))
+        .and(warp::any().map(move || metrics.clone()))
+        .then(|g: GatewayHandle, metrics: Arc<MetricsSource>| async move {
+            let text = metrics.scrape(&g).await;
+            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        });
+    // The service log's filter, changeable while running (RUST_LOG syntax).
+    let get_log_level = warp::path!("api" / "log-level").and(warp::get()).map(|| {
+        match cloud_sync::daemon::logging::current_filter() {
+            Some(filter) => {
+                warp::reply::json(&serde_json::json!({ "filter": filter })).into_response()
+            }
+            None => error(&ApiError::Unavailable(
+                "the log filter is fixed in this process".into(),
+            )),
+        }
+    });
+    let put_log_level = warp::path!("api" / "log-level")
+        .and(warp::put())
+        .and(json_body::<LogLevelRequest>())
+        .map(|body: Result<LogLevelRequest, String>| {
+            use cloud_sync::daemon::LoggingError;
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => return error(&ApiError::BadRequest(e)),
+            };
+            match cloud_sync::daemon::logging::set_filter(&body.filter) {
+                Ok(filter) => {
+                    warp::reply::json(&serde_json::json!({ "filter": filter })).into_response()
+                }
+                Err(e @ LoggingError::BadFilter { .. }) => {
+                    let body = ErrorDto {
+                        error: e.to_string(),
+                        conflict: None,
+                    };
+                    warp::reply::with_status(
+                        warp::reply::json(&body),
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                    )
+                    .into_response()
+                }
+                Err(e) => error(&ApiError::Unavailable(e.to_string())),
+            }
+        });
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and(with(g.clone()))
@@ -91,15 +172,29 @@ pub fn routes(
         .and(warp::post())
         .and(json_body::<NewBooking>())
         .and(with(g.clone()))
+        .and(warp::any().map({
+            let panels = panels.clone();
+            move || panels.clone()
+        }))
         .then(
-            |room: String, body: Result<NewBooking, String>, g: GatewayHandle| async move {
+            |room: String,
+             body: Result<NewBooking, String>,
+             g: GatewayHandle,
+             panels: Arc<Panels>| async move {
                 let req = match body.and_then(|b| booking_request(&g, room, b)) {
                     Ok(r) => r,
                     Err(e) => return error(&ApiError::BadRequest(e)),
                 };
                 match timed(g.add_booking(req)).await {
-                    Ok(b) => warp::reply::with_status(warp::reply::json(&b), StatusCode::CREATED)
-                        .into_response(),
+                    Ok(b) => {
+                        let mut answer = serde_json::to_value(&b).unwrap_or_default();
+                        // The organizer's PIN for a room whose panel asks for one.
+                        if let Some(pin) = panels.pin_for(&b.room, &b.id) {
+                            answer["pin"] = serde_json::Value::String(pin);
+                        }
+                        warp::reply::with_status(warp::reply::json(&answer), StatusCode::CREATED)
+                            .into_response()
+                    }
                     Err(e) => error(&e),
                 }
             },
@@ -181,7 +276,19 @@ pub fn routes(
         .or(extend)
         .or(credential)
         .or(scene)
+        .or(metrics_route)
+        .or(get_log_level)
+        .or(put_log_level)
+        .or(crate::panel::routes(g, panels))
         .recover(recover)
+        .with(counted)
+}
+
+/// `PUT /api/log-level`: a `RUST_LOG`-style filter.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelRequest {
+    filter: String,
 }
 
 /// A JSON body, or the reason it could not be read (as a value, so the handler answers 400).
@@ -265,6 +372,7 @@ fn error(e: &ApiError) -> warp::reply::Response {
         ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, None),
         ApiError::Conflict { with, .. } => (StatusCode::CONFLICT, Some((**with).clone())),
         ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, None),
+        ApiError::Refused(_) => (StatusCode::CONFLICT, None),
     };
     let body = ErrorDto {
         error: e.to_string(),
@@ -291,4 +399,225 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
         conflict: None,
     };
     Ok(warp::reply::with_status(warp::reply::json(&body), status).into_response())
+}
+
+// ---------------------------------------------------------------------------------------
+// The site file: GET /api/site, POST /api/site[?dry_run=1]
+// ---------------------------------------------------------------------------------------
+
+/// `GET /api/site` (the running site as TOML) and `POST /api/site` (a whole site file as the
+/// body: validated, diffed, applied without a restart, written back; `?dry_run=1` answers the
+/// diff and the plan only). Errors in the file answer 422 with each error's line and column.
+///
+/// No authentication yet, like the rest of the local API (which listens on loopback by
+/// default): these routes get the console's accounts when they arrive, and must not be
+/// exposed before then.
+pub fn site_routes(
+    g: GatewayHandle,
+    source: Arc<crate::reload::SiteSource>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
+    let with_source = {
+        let source = source.clone();
+        warp::any().map(move || source.clone())
+    };
+    let get = warp::path!("api" / "site")
+        .and(warp::get())
+        .and(with_source.clone())
+        .then(|source: Arc<crate::reload::SiteSource>| async move {
+            match source.current_toml().await {
+                Ok(text) => warp::reply::with_header(
+                    text,
+                    "content-type",
+                    "application/toml; charset=utf-8",
+                )
+                .into_response(),
+                Err(e) => site_refusal(&e),
+            }
+        });
+    let post = warp::path!("api" / "site")
+        .and(warp::post())
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .and(warp::body::content_length_limit(1024 * 1024))
+        .and(warp::body::bytes())
+        .and(with(g))
+        .and(with_source)
+        .then(
+            |query: std::collections::HashMap<String, String>,
+             body: warp::hyper::body::Bytes,
+             g: GatewayHandle,
+             source: Arc<crate::reload::SiteSource>| async move {
+                let dry_run = query
+                    .get("dry_run")
+                    .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+                let Ok(text) = std::str::from_utf8(&body) else {
+                    return error(&ApiError::BadRequest(
+                        "the site file must be UTF-8 text".into(),
+                    ));
+                };
+                match source.change(&g, text, dry_run).await {
+                    Ok(answer) => warp::reply::json(&answer).into_response(),
+                    Err(e) => site_refusal(&e),
+                }
+            },
+        );
+    get.or(post).unify()
+}
+
+// ---------------------------------------------------------------------------------------
+// Backup and restore: GET /api/backup, POST /api/restore[?verify_only=1]
+// ---------------------------------------------------------------------------------------
+
+/// Uploaded archives larger than this are refused (the body is held in memory to verify it).
+const MAX_RESTORE_BODY: u64 = 512 * 1024 * 1024;
+
+/// `GET /api/backup` streams an archive of the running gateway (`backup.rs`: site file, a
+/// consistent store snapshot, PIN key, certificates) as `roomgate-<site>-<time>Z.tar.gz`.
+/// `POST /api/restore` takes an archive as the body: `?verify_only=1` answers its manifest
+/// after every check; otherwise it is verified and staged, and the next start of the gateway
+/// installs it (answer 202: restart to apply). A refused archive answers 422 with the entry
+/// and the reason, and changes nothing.
+///
+/// No authentication yet, like the rest of the local API (loopback by default): the console's
+/// accounts will protect these routes (a backup holds the PIN key and private keys), and they
+/// must not be exposed before then.
+pub fn backup_routes(
+    g: GatewayHandle,
+    backup: Arc<crate::backup::BackupSource>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + Send + Sync + 'static
+{
+    let with_backup = warp::any().map(move || backup.clone());
+    let get = warp::path!("api" / "backup")
+        .and(warp::get())
+        .and(with(g))
+        .and(with_backup.clone())
+        .then(
+            |g: GatewayHandle, backup: Arc<crate::backup::BackupSource>| async move {
+                let at = jiff::Timestamp::from_millisecond(g.clock.now().as_millis())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                let text = match backup.site_text().await {
+                    Ok(t) => t,
+                    Err(e) => return error(&ApiError::Unavailable(e.to_string())),
+                };
+                let made =
+                    tokio::task::spawn_blocking(move || backup.archive_to_temp(&text, at)).await;
+                let (tmp, manifest) = match made {
+                    Ok(Ok(m)) => m,
+                    Ok(Err(e)) => return error(&ApiError::Unavailable(format!("backup: {e}"))),
+                    Err(e) => return error(&ApiError::Unavailable(format!("backup: {e}"))),
+                };
+                let (file, len) = match tmp.reopen().and_then(|f| Ok((f.metadata()?.len(), f))) {
+                    Ok((len, f)) => (tokio::fs::File::from_std(f), len),
+                    Err(e) => return error(&ApiError::Unavailable(format!("backup: {e}"))),
+                };
+                let name = crate::backup::archive_file_name(&manifest.site, at);
+                let reply = warp::reply::stream(archive_stream(file, tmp));
+                let reply = warp::reply::with_header(reply, "content-type", "application/gzip");
+                let reply = warp::reply::with_header(reply, "content-length", len.to_string());
+                warp::reply::with_header(
+                    reply,
+                    "content-disposition",
+                    format!("attachment; filename=\"{name}\""),
+                )
+                .into_response()
+            },
+        );
+    let post = warp::path!("api" / "restore")
+        .and(warp::post())
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .and(warp::body::content_length_limit(MAX_RESTORE_BODY))
+        .and(warp::body::bytes())
+        .and(with_backup)
+        .then(
+            |query: std::collections::HashMap<String, String>,
+             body: warp::hyper::body::Bytes,
+             backup: Arc<crate::backup::BackupSource>| async move {
+                let verify_only = query
+                    .get("verify_only")
+                    .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
+                let done = tokio::task::spawn_blocking(move || {
+                    if verify_only {
+                        crate::backup::verify(&body).map(|v| v.manifest)
+                    } else {
+                        backup.stage_upload(&body)
+                    }
+                })
+                .await;
+                match done {
+                    Ok(Ok(manifest)) if verify_only => warp::reply::json(&serde_json::json!({
+                        "verified": true,
+                        "manifest": manifest,
+                    }))
+                    .into_response(),
+                    Ok(Ok(manifest)) => warp::reply::with_status(
+                        warp::reply::json(&serde_json::json!({
+                            "verified": true,
+                            "staged": true,
+                            "manifest": manifest,
+                            "next": "restart the gateway to apply it; the current files are \
+                                     kept as *.before-restore",
+                        })),
+                        StatusCode::ACCEPTED,
+                    )
+                    .into_response(),
+                    Ok(Err(e @ crate::backup::BackupError::Refused { .. })) => {
+                        warp::reply::with_status(
+                            warp::reply::json(&ErrorDto {
+                                error: e.to_string(),
+                                conflict: None,
+                            }),
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                        )
+                        .into_response()
+                    }
+                    Ok(Err(e)) => error(&ApiError::Unavailable(format!("restore: {e}"))),
+                    Err(e) => error(&ApiError::Unavailable(format!("restore: {e}"))),
+                }
+            },
+        );
+    get.or(post).unify()
+}
+
+/// The archive file in 64 KiB chunks; the temporary file is removed when the stream ends.
+fn archive_stream(
+    file: tokio::fs::File,
+    tmp: tempfile::NamedTempFile,
+) -> impl futures_util::Stream<Item = Result<warp::hyper::body::Bytes, std::io::Error>> + Send + Sync
+{
+    use tokio::io::AsyncReadExt as _;
+    futures_util::stream::unfold(Some((file, tmp)), |state| async move {
+        let (mut file, tmp) = state?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(buf.into()), Some((file, tmp))))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+fn site_refusal(e: &crate::reload::SiteRefusal) -> warp::reply::Response {
+    use crate::reload::SiteRefusal;
+    match e {
+        SiteRefusal::Gateway(api) => error(api),
+        SiteRefusal::Invalid(_) => warp::reply::with_status(
+            warp::reply::json(&serde_json::json!({
+                "error": e.to_string(),
+                "errors": e.errors(),
+            })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .into_response(),
+        SiteRefusal::NoDocument => warp::reply::with_status(
+            warp::reply::json(&ErrorDto {
+                error: e.to_string(),
+                conflict: None,
+            }),
+            StatusCode::NOT_FOUND,
+        )
+        .into_response(),
+    }
 }

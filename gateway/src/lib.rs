@@ -4,11 +4,16 @@
 
 pub mod api;
 pub mod app;
+pub mod backup;
 pub mod bindings;
 pub mod clock;
 pub mod demo;
 pub mod duration;
 pub mod http;
+pub mod i18n;
+pub mod metrics;
+pub mod panel;
+pub mod reload;
 pub mod runtime;
 pub mod site;
 pub mod store;

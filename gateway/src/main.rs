@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use cloud_sync::daemon::{LogFormat, Notifier, logging};
 use gateway::clock::Clock;
 use gateway::demo::{DemoFloor, run_scenario};
 
@@ -19,6 +20,13 @@ use gateway::demo::{DemoFloor, run_scenario};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text (journald-friendly under systemd) or JSON.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// A `RUST_LOG`-style filter ("info", "warn,gateway=debug"); default: `RUST_LOG`, else info.
+    /// Changeable while running with `PUT /api/log-level`.
+    #[arg(long, global = true)]
+    log_filter: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -34,6 +42,34 @@ enum Command {
         data: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+    },
+    /// Write an archive of the site file and the data dir (store snapshot, PIN key,
+    /// certificates). Works while the gateway runs: its store is locked to other processes,
+    /// so the archive is then fetched from the running gateway (`GET /api/backup`).
+    Backup {
+        #[arg(long)]
+        site: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// The archive to write (a gzip'd tar, mode 0600: it holds secrets).
+        #[arg(long)]
+        out: PathBuf,
+        /// The running gateway's HTTP address, used when its store is locked.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        gateway: String,
+    },
+    /// Verify an archive and restore it (the gateway must be stopped); the files it replaces
+    /// are kept as `*.before-restore`.
+    Restore {
+        #[arg(long)]
+        site: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        from: PathBuf,
+        /// Only check the archive and show its manifest; change nothing.
+        #[arg(long)]
+        verify_only: bool,
     },
     /// Run a simulated floor on loopback with people using it.
     Demo {
@@ -53,13 +89,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .init();
+    if let Err(e) = logging::init(cli.log_format, cli.log_filter.as_deref()) {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Command::Check { site } = &cli.command {
         return match gateway::app::load_site(site) {
             Ok(s) => {
@@ -80,6 +113,21 @@ fn main() -> ExitCode {
             }
         };
     }
+    match &cli.command {
+        Command::Backup {
+            site,
+            data,
+            out,
+            gateway,
+        } => return report(backup(site, data, out, gateway)),
+        Command::Restore {
+            site,
+            data,
+            from,
+            verify_only,
+        } => return report(restore(site, data, from, *verify_only)),
+        _ => {}
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -98,12 +146,28 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { .. } => Ok(()),
+        Command::Check { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
         Command::Run { site, data, listen } => {
-            let site = gateway::app::load_site(&site)?;
-            let running = gateway::app::start(site, &data, listen, Clock::System).await?;
+            let notifier = Arc::new(Notifier::from_env());
+            // From the file, so `POST /api/site` can write accepted changes back to it.
+            let doc = gateway::app::load_document(&site)?;
+            let rooms = doc.site().rooms.len();
+            let devices = doc.site().devices.len();
+            let running =
+                gateway::app::start_from_file(&site, &data, listen, Clock::System).await?;
             tracing::info!("gateway listening on http://{}", running.addr);
+            // The store is open, the field owners run and HTTP is bound: ready.
+            notifier.ready(&format!(
+                "serving {rooms} rooms, {devices} devices on http://{}",
+                running.addr
+            ));
+            let watchdog = spawn_watchdog(notifier.clone(), running.handle().clone());
             shutdown_signal().await;
+            notifier.stopping("stopping: finishing requests, closing devices");
+            tracing::info!("stopping");
+            if let Some(w) = watchdog {
+                w.abort();
+            }
             running.shutdown().await;
             Ok(())
         }
@@ -126,7 +190,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let site = gateway::site::load(&text)
+            // Kept as a document: `POST /api/site` applies changes in memory only.
+            let site = gateway::site::SiteDocument::load(&text)
                 .map_err(|e| anyhow::anyhow!("the embedded demo site is invalid:\n{e}"))?;
             let temp;
             let data = match data {
@@ -136,7 +201,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     temp.path().to_path_buf()
                 }
             };
-            let running = gateway::app::start(site, &data, listen, Clock::System).await?;
+            let running = gateway::app::start_document(site, &data, listen, Clock::System).await?;
             let scenario = tokio::spawn(run_scenario(running.handle().clone(), floor.clone()));
             println!(
                 "\nroomgate demo: a simulated floor of {} devices is running.\n  floor page: http://{}/\n  rooms API:  http://{}/api/rooms\n  data dir:   {}\nPress Ctrl-C to stop.\n",
@@ -155,6 +220,104 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn report(r: anyhow::Result<String>) -> ExitCode {
+    match r {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `gateway backup`: straight from the store when the gateway is stopped, else through it.
+fn backup(
+    site: &std::path::Path,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    gateway: &str,
+) -> anyhow::Result<String> {
+    use gateway::backup::{self, BackupError};
+    use gateway::store::StoreError;
+    let (manifest, how) = match backup::backup_stopped(site, data, out, jiff::Timestamp::now()) {
+        Ok(m) => (m, "from the stopped gateway's store".to_owned()),
+        Err(BackupError::Store(StoreError::InUse { .. })) => {
+            let bytes = backup::fetch_from_gateway(gateway)
+                .context("the gateway runs (its store is locked): fetching its backup over HTTP")?;
+            // Checked before it is kept: a backup nobody can restore is worse than none.
+            let verified = backup::verify(&bytes).context("the archive the gateway sent")?;
+            backup::write_file_private(out, &bytes)?;
+            (
+                verified.manifest,
+                format!("through the running gateway at {gateway}"),
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(format!(
+        "{}: backup of site '{}' ({how}): {} bookings, {} activity lines, {} outbox events, {} files\n{}",
+        out.display(),
+        manifest.site,
+        manifest.records.bookings,
+        manifest.records.activity,
+        manifest.records.outbox,
+        manifest.files.len(),
+        manifest
+            .not_included
+            .iter()
+            .map(|n| format!("  not included: {} ({})\n", n.what, n.why))
+            .collect::<String>()
+    ))
+}
+
+/// `gateway restore`: verify, refuse while the gateway runs, install.
+fn restore(
+    site: &std::path::Path,
+    data: &std::path::Path,
+    from: &std::path::Path,
+    verify_only: bool,
+) -> anyhow::Result<String> {
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let (manifest, report) = gateway::backup::restore_archive(&bytes, site, data, verify_only)
+        .with_context(|| format!("{} refused", from.display()))?;
+    Ok(match report {
+        Some(r) => r.to_string(),
+        None => format!(
+            "{}: verified (nothing changed)\n{}\n",
+            from.display(),
+            serde_json::to_string_pretty(&manifest).unwrap_or_default()
+        ),
+    })
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) at half its interval, but only after the main
+/// loop has answered a round trip (`settle`): a hung loop stops the pings and systemd restarts
+/// the service, not just when the process dies.
+fn spawn_watchdog(
+    notifier: Arc<Notifier>,
+    gateway: gateway::runtime::GatewayHandle,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let interval = notifier.watchdog()? / 2;
+    tracing::info!("systemd watchdog: pinging every {interval:?} while the main loop answers");
+    Some(tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match tokio::time::timeout(interval, gateway.settle()).await {
+                Ok(Ok(())) => notifier.watchdog_ping(),
+                Ok(Err(e)) => tracing::warn!("main loop gone, no watchdog ping: {e}"),
+                Err(_) => {
+                    tracing::warn!("main loop did not answer within {interval:?}: no watchdog ping")
+                }
+            }
+        }
+    }))
 }
 
 async fn shutdown_signal() {

@@ -9,11 +9,26 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
 };
 use serde::{Deserialize, Serialize};
 
-/// Bump when a table's layout changes, and add the migration in `migrate`.
+/// The layout this gateway writes. To change a table's layout: bump this, and append to
+/// [`MIGRATIONS`] the step that converts a store of the previous version.
 pub const SCHEMA_VERSION: u64 = 1;
+
+/// One schema step: converts every table of a store at version N to version N + 1, inside the
+/// write transaction that opens the store (so a failed step leaves the store as it was).
+type MigrationStep = fn(&redb::WriteTransaction) -> Result<(), StoreError>;
+
+/// `MIGRATIONS[i]` converts schema version `i + 1` to `i + 2`; there is one entry per version
+/// after the first, so `MIGRATIONS.len() + 1 == SCHEMA_VERSION` (checked by a test). Version 1
+/// is the first layout (release 0.1), so there is nothing to convert yet. A release's store is
+/// kept as a fixture (`gateway/tests/fixtures/store-v1/`) and opened by the tests, so a layout
+/// change without its step fails them.
+const MIGRATIONS: &[MigrationStep] = &[];
+/// The store's file in the data directory.
+pub const STORE_FILE: &str = "gateway.redb";
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
@@ -41,6 +56,10 @@ pub enum StoreError {
         "store schema version {found} was written by a newer gateway (this one knows up to {SCHEMA_VERSION}); refusing to touch it"
     )]
     TooNew { found: u64 },
+    #[error(
+        "store at {path} is open in another process (a running gateway holds its lock); stop it first"
+    )]
+    InUse { path: PathBuf },
     #[error("store record {key} in {table} is unreadable: {reason}")]
     Corrupt {
         table: &'static str,
@@ -110,7 +129,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store in `dir`, migrating an older schema.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let path = dir.join("gateway.redb");
+        let path = dir.join(STORE_FILE);
         let db = Database::create(&path).map_err(|source| StoreError::Open {
             path: path.clone(),
             source,
@@ -127,19 +146,46 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
+        self.migrate_to(SCHEMA_VERSION, MIGRATIONS)
+    }
+
+    /// Brings the store to schema version `target` with `steps` (`steps[i]`: version `i + 1`
+    /// to `i + 2`), all in one write transaction: a step that fails leaves the store untouched
+    /// at its old version. A new store is created at `target`; a newer one is refused.
+    fn migrate_to(&self, target: u64, steps: &[MigrationStep]) -> Result<(), StoreError> {
         let tx = self.write()?;
         {
-            let mut meta = tx.open_table(META)?;
-            let found = meta.get("schema_version")?.map(|v| v.value());
+            let found = tx
+                .open_table(META)?
+                .get("schema_version")?
+                .map(|v| v.value());
             match found {
-                Some(v) if v > SCHEMA_VERSION => return Err(StoreError::TooNew { found: v }),
-                Some(v) if v == SCHEMA_VERSION => {}
-                // A new store, or an older one: version 1 is the first layout, so there is
-                // nothing to convert yet. Later migrations go here, one step per version.
-                _ => {
-                    meta.insert("schema_version", SCHEMA_VERSION)?;
+                Some(v) if v > target => return Err(StoreError::TooNew { found: v }),
+                Some(0) => {
+                    return Err(StoreError::Corrupt {
+                        table: "meta",
+                        key: "schema_version".into(),
+                        reason: "version 0 does not exist (versions start at 1)".into(),
+                    });
                 }
+                Some(v) => {
+                    for from in v..target {
+                        let step = usize::try_from(from - 1)
+                            .ok()
+                            .and_then(|i| steps.get(i))
+                            .ok_or_else(|| StoreError::Corrupt {
+                                table: "meta",
+                                key: "schema_version".into(),
+                                reason: format!("no migration from version {from} to {}", from + 1),
+                            })?;
+                        step(&tx)?;
+                        tracing::info!(from, to = from + 1, "store schema migrated");
+                    }
+                }
+                // A new store: created at the current layout.
+                None => {}
             }
+            tx.open_table(META)?.insert("schema_version", target)?;
             tx.open_table(BOOKINGS)?;
             tx.open_table(ACTIVITY)?;
             tx.open_table(OUTBOX)?;
@@ -263,6 +309,131 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Every table of the store, for backups: a snapshot refuses a store with another table,
+/// so a table added without a backup is found at once, not missing from an archive.
+const TABLE_NAMES: [&str; 4] = ["meta", "bookings", "activity", "outbox"];
+
+/// What a snapshot or a check found in a store: records per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreCounts {
+    pub bookings: u64,
+    pub activity: u64,
+    pub outbox: u64,
+}
+
+/// A stopped gateway's store held open read-only: while this lives, no gateway can open it
+/// (redb's file lock), so a restore cannot race a starting gateway.
+pub struct StoreLock {
+    db: redb::ReadOnlyDatabase,
+}
+
+impl std::fmt::Debug for StoreLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLock(..)")
+    }
+}
+
+impl StoreLock {
+    /// Opens the store in `dir` read-only: `Ok(None)` when there is none, `InUse` when a
+    /// gateway (or anything else) has it open. redb's default locking lets no second process
+    /// open a database a writer holds, not even read-only.
+    pub fn stopped(dir: &Path) -> Result<Option<StoreLock>, StoreError> {
+        let path = dir.join(STORE_FILE);
+        if !path.exists() {
+            return Ok(None);
+        }
+        match redb::ReadOnlyDatabase::open(&path) {
+            Ok(db) => Ok(Some(StoreLock { db })),
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::InUse { path }),
+            Err(source) => Err(StoreError::Open { path, source }),
+        }
+    }
+
+    /// [`Store::snapshot`] of this stopped store.
+    pub fn snapshot(&self, dest: &Path) -> Result<StoreCounts, StoreError> {
+        snapshot(&self.db, dest)
+    }
+}
+
+impl Store {
+    /// Copies every table, as of one read transaction, into a new redb file at `dest`
+    /// (which must not exist): a consistent snapshot taken while the gateway runs; writers
+    /// go on meanwhile (redb readers see the last commit and never block them).
+    pub fn snapshot(&self, dest: &Path) -> Result<StoreCounts, StoreError> {
+        snapshot(&self.db, dest)
+    }
+
+    /// Reads and decodes every record of every table (a restored store is checked with this
+    /// before it replaces anything); the first unreadable one is the error.
+    pub fn check_records(&self) -> Result<StoreCounts, StoreError> {
+        let tx = self.db.begin_read()?;
+        let mut counts = StoreCounts::default();
+        for row in tx.open_table(BOOKINGS)?.iter()? {
+            let (k, v) = row?;
+            decode::<StoredBooking>("bookings", k.value(), v.value())?;
+            counts.bookings += 1;
+        }
+        for row in tx.open_table(ACTIVITY)?.iter()? {
+            let (k, v) = row?;
+            let (room, seq) = k.value();
+            decode::<ActivityRecord>("activity", &format!("{room}#{seq}"), v.value())?;
+            counts.activity += 1;
+        }
+        for row in tx.open_table(OUTBOX)?.iter()? {
+            let (k, v) = row?;
+            decode::<cloud_sync::wire::Event>("outbox", &k.value().to_string(), v.value())?;
+            counts.outbox += 1;
+        }
+        Ok(counts)
+    }
+}
+
+fn snapshot(src: &impl ReadableDatabase, dest: &Path) -> Result<StoreCounts, StoreError> {
+    let rtx = src.begin_read()?;
+    for t in rtx.list_tables()? {
+        if !TABLE_NAMES.contains(&t.name()) {
+            return Err(StoreError::Corrupt {
+                table: "(tables)",
+                key: t.name().to_owned(),
+                reason: "a table this gateway does not know: a snapshot would leave it out".into(),
+            });
+        }
+    }
+    let db = Database::create(dest).map_err(|source| StoreError::Open {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    let mut wtx = db.begin_write()?;
+    wtx.set_durability(Durability::Immediate)?;
+    let mut counts = StoreCounts::default();
+    {
+        macro_rules! copy {
+            ($def:expr) => {{
+                let mut to = wtx.open_table($def)?;
+                let mut n = 0u64;
+                match rtx.open_table($def) {
+                    Ok(from) => {
+                        for row in from.iter()? {
+                            let (k, v) = row?;
+                            to.insert(k.value(), v.value())?;
+                            n += 1;
+                        }
+                    }
+                    Err(redb::TableError::TableDoesNotExist(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                n
+            }};
+        }
+        copy!(META);
+        counts.bookings = copy!(BOOKINGS);
+        counts.activity = copy!(ACTIVITY);
+        counts.outbox = copy!(OUTBOX);
+    }
+    wtx.commit()?;
+    Ok(counts)
 }
 
 /// What the outbox did with a batch of new events.
@@ -612,6 +783,179 @@ mod tests {
             .collect();
         assert_eq!(ids, vec!["h1".to_owned(), "local-1".to_owned()]);
         assert_eq!(s.hub_cursor().expect("cursor"), 9);
+    }
+
+    /// The store of release 0.1 (schema version 1), committed so every later gateway must open
+    /// it. Written by [`write_release_1_fixture`]; regenerate only for a new release's fixture
+    /// (`ROOMGATE_WRITE_STORE_FIXTURE=<dir> cargo test -p gateway --lib store::tests::release`).
+    const RELEASE_1_FIXTURE: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-v1/gateway.redb"
+    );
+
+    /// What release 0.1's store holds: two bookings, a room's activity, the hub cursor.
+    fn write_release_1_fixture(dir: &Path) {
+        let s = Store::open(dir).expect("open");
+        s.put_booking(&booking("local-1", 1_000)).expect("put");
+        let mut hub = booking("hub-1", 2_000);
+        hub.source = BookingSource::Hub;
+        hub.checked_in_ms = Some(500);
+        hub.attendees = vec!["ana@example.com".into()];
+        s.apply_hub_bookings(7, false, &[hub], &[]).expect("hub");
+        let line = ActivityRecord {
+            at_ms: 42,
+            kind: "command".into(),
+            text: "lights on".into(),
+        };
+        s.append_activity(&[("r1".into(), line)]).expect("activity");
+    }
+
+    /// A copy of the release 1 fixture in a fresh directory (tests never write the original).
+    fn release_1_store() -> tempfile::TempDir {
+        if let Some(out) = std::env::var_os("ROOMGATE_WRITE_STORE_FIXTURE") {
+            let out = PathBuf::from(out);
+            std::fs::create_dir_all(&out).expect("fixture dir");
+            let _ = std::fs::remove_file(out.join(STORE_FILE));
+            write_release_1_fixture(&out);
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(RELEASE_1_FIXTURE, dir.path().join(STORE_FILE)).expect("copy fixture");
+        dir
+    }
+
+    fn schema_version_in(dir: &Path) -> u64 {
+        let db = Database::open(dir.join(STORE_FILE)).expect("open raw");
+        let tx = db.begin_read().expect("read");
+        let meta = tx.open_table(META).expect("meta");
+        meta.get("schema_version")
+            .expect("get")
+            .map_or(0, |v| v.value())
+    }
+
+    #[test]
+    fn there_is_one_migration_step_per_version_after_the_first() {
+        assert_eq!(MIGRATIONS.len() as u64 + 1, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn release_1_store_opens_with_its_data_at_the_current_schema() {
+        let dir = release_1_store();
+        assert_eq!(schema_version_in(dir.path()), 1);
+        let s = Store::open(dir.path()).expect("open the release 1 store");
+        assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
+        let ids: Vec<String> = s
+            .bookings()
+            .expect("bookings")
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(ids, vec!["hub-1".to_owned(), "local-1".to_owned()]);
+        let hub = s.booking("hub-1").expect("get").expect("hub booking kept");
+        assert_eq!(hub.checked_in_ms, Some(500));
+        assert_eq!(hub.attendees, vec!["ana@example.com".to_owned()]);
+        assert_eq!(s.hub_cursor().expect("cursor"), 7);
+        let activity = s.activity("r1", 10).expect("activity");
+        assert_eq!(activity.len(), 1);
+        assert_eq!(activity[0].text, "lights on");
+    }
+
+    /// A stand-in for a real layout change (none exists yet): version 2 keeps booking
+    /// subjects upper-case and counts the bookings in `meta`.
+    fn test_step_1_to_2(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut t = tx.open_table(BOOKINGS)?;
+        let rows: Vec<(String, StoredBooking)> = t
+            .iter()?
+            .map(|row| {
+                let (k, v) = row?;
+                let id = k.value().to_owned();
+                let b: StoredBooking = decode("bookings", &id, v.value())?;
+                Ok((id, b))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        for (id, mut b) in rows.iter().cloned() {
+            b.subject = b.subject.to_uppercase();
+            t.insert(id.as_str(), encode(&b).as_slice())?;
+        }
+        tx.open_table(META)?
+            .insert("test_booking_count", rows.len() as u64)?;
+        Ok(())
+    }
+
+    fn failing_step(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+        // Writes first, then fails: the write must not survive.
+        tx.open_table(BOOKINGS)?.remove("local-1")?;
+        Err(StoreError::Corrupt {
+            table: "bookings",
+            key: "local-1".into(),
+            reason: "test step fails".into(),
+        })
+    }
+
+    fn unmigrated(dir: &Path) -> Store {
+        Store {
+            db: Database::create(dir.join(STORE_FILE)).expect("open raw"),
+        }
+    }
+
+    #[test]
+    fn release_1_store_migrates_through_a_step_when_the_schema_is_bumped() {
+        let dir = release_1_store();
+        unmigrated(dir.path())
+            .migrate_to(2, &[test_step_1_to_2])
+            .expect("migrate 1 -> 2");
+        assert_eq!(schema_version_in(dir.path()), 2);
+        let s = unmigrated(dir.path());
+        let subjects: Vec<String> = s
+            .bookings()
+            .expect("bookings")
+            .into_iter()
+            .map(|b| b.subject)
+            .collect();
+        assert_eq!(subjects, vec!["S".to_owned(), "S".to_owned()]);
+        let tx = s.db.begin_read().expect("read");
+        let count = tx
+            .open_table(META)
+            .expect("meta")
+            .get("test_booking_count")
+            .expect("get")
+            .map(|v| v.value());
+        assert_eq!(count, Some(2));
+        drop(tx);
+        // Opening again at version 2 runs no step twice.
+        s.migrate_to(2, &[failing_step])
+            .expect("already at version 2");
+        assert_eq!(s.bookings().expect("bookings").len(), 2);
+    }
+
+    #[test]
+    fn a_failing_migration_step_leaves_the_store_at_its_old_version() {
+        let dir = release_1_store();
+        let err = unmigrated(dir.path())
+            .migrate_to(3, &[test_step_1_to_2, failing_step])
+            .expect_err("step 2 -> 3 fails");
+        assert!(matches!(err, StoreError::Corrupt { key, .. } if key == "local-1"));
+        assert_eq!(schema_version_in(dir.path()), 1);
+        let s = unmigrated(dir.path());
+        let subjects: Vec<String> = s
+            .bookings()
+            .expect("bookings")
+            .into_iter()
+            .map(|b| b.subject)
+            .collect();
+        assert_eq!(subjects, vec!["s".to_owned(), "s".to_owned()], "untouched");
+    }
+
+    #[test]
+    fn a_version_without_its_step_is_refused() {
+        let dir = release_1_store();
+        let err = unmigrated(dir.path())
+            .migrate_to(2, &[])
+            .expect_err("no step");
+        assert!(
+            matches!(&err, StoreError::Corrupt { reason, .. } if reason.contains("no migration from version 1 to 2")),
+            "{err}"
+        );
+        assert_eq!(schema_version_in(dir.path()), 1);
     }
 
     #[test]

@@ -88,20 +88,28 @@ fn gateway(site: &Path, data: &Path) -> (Child, String) {
         .arg("--data")
         .arg(data)
         .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("gateway starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines.next().expect("gateway log line").expect("utf8 log");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_owned();
+    // The log goes to stderr (journald reads it there). Read it on a thread, so a gateway
+    // that never says where it listens fails the test instead of hanging it.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(rest.trim().to_owned());
+                sent = true;
+            }
+            // Keep draining the log so the child never blocks on a full pipe.
         }
-    };
-    // Keep draining the log so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the gateway logs 'listening on http://' within a minute");
     (child, addr)
 }
 

@@ -6,7 +6,9 @@
 #   socat                         - serial pty pairs for Modbus RTU and serial line devices
 #   mosquitto                     - the MQTT broker the sync tests start on their own ports
 #   chromium                      - the real browser of the page tests
+#   fonts-wqy-microhei            - a CJK font for the zh-CN page screenshots
 #   postgresql                    - the hub's database server; tests run their own cluster
+#   systemd                       - systemd-analyze verify/security for the service units
 #   pymodbus, pyserial (venv)     - an independent Modbus TCP/RTU server
 #   bacpypes3 (venv)              - an independent BACnet/IP device
 set -euo pipefail
@@ -31,6 +33,10 @@ have mosquitto || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto >&2
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || apt_install postgresql >&2
 # Debian's Chromium for the page tests (tests/src/browser.rs drives it over DevTools).
 [ -x /usr/bin/chromium ] || apt_install chromium >&2
+# A CJK font, so the zh-CN pages render in screenshots (tests/tests/panel.rs).
+fc-list :lang=zh 2>/dev/null | grep -q . || apt_install fonts-wqy-microhei >&2
+# systemd-analyze checks the service units (gateway/tests/service.rs, cloud-sync/tests/hub_service.rs).
+have systemd-analyze || apt_install systemd >&2
 python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv >&2
 
 # Pinned so a run today and a run next year test against the same peers.

@@ -547,25 +547,7 @@ fn write(path: &Path, contents: &str) -> Result<(), BrokerError> {
 fn mosquitto() -> Result<PathBuf, BrokerError> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     FOUND
-        .get_or_init(|| {
-            if let Some(path) = find_mosquitto() {
-                return Ok(path);
-            }
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/ensure.sh");
-            let output = Command::new("bash")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-            find_mosquitto().ok_or_else(|| {
-                format!(
-                    "{} exited with {}: {}",
-                    script.display(),
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-        })
+        .get_or_init(|| crate::peers::find_or_install(find_mosquitto))
         .clone()
         .map_err(BrokerError::NoMosquitto)
 }

@@ -111,11 +111,10 @@ pub fn chromium_path() -> Option<PathBuf> {
 impl Browser {
     /// Starts headless Chromium (installing it through `tests/peers/ensure.sh` when missing).
     pub async fn launch() -> Result<Browser, BrowserError> {
-        if chromium_path().is_none() {
-            install_peers().await?;
-        }
-        let exe = chromium_path()
-            .ok_or_else(|| BrowserError::Launch("no /usr/bin/chromium after install".into()))?;
+        let exe = tokio::task::spawn_blocking(|| crate::peers::find_or_install(chromium_path))
+            .await
+            .map_err(|e| BrowserError::Launch(e.to_string()))?
+            .map_err(BrowserError::Launch)?;
         let profile = tempfile::tempdir()?;
         let child = tokio::process::Command::new(exe)
             .args([
@@ -215,25 +214,6 @@ impl Browser {
         let _ = self.conn.call(None, "Browser.close", json!({})).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
         let _ = self.child.kill().await;
-    }
-}
-
-/// Runs `tests/peers/ensure.sh`, which installs Chromium (and the other peers) when missing.
-async fn install_peers() -> Result<(), BrowserError> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/ensure.sh");
-    let out = tokio::process::Command::new("bash")
-        .arg(&script)
-        .stdin(Stdio::null())
-        .output()
-        .await?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BrowserError::Launch(format!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        )))
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod browser;
+pub mod peers;
 pub mod postgres;
 
 use std::net::SocketAddr;

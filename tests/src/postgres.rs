@@ -420,25 +420,7 @@ fn free_port() -> Result<u16, PgError> {
 fn binaries() -> Result<PathBuf, PgError> {
     static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     FOUND
-        .get_or_init(|| {
-            if let Some(bin) = find_binaries() {
-                return Ok(bin);
-            }
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/ensure.sh");
-            let output = Command::new("bash")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-            find_binaries().ok_or_else(|| {
-                format!(
-                    "{} exited with {}: {}",
-                    script.display(),
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })
-        })
+        .get_or_init(|| crate::peers::find_or_install(find_binaries))
         .clone()
         .map_err(PgError::NotInstalled)
 }
