@@ -59,8 +59,11 @@ if [ -n "$target" ]; then
 fi
 
 if [ -n "$dev" ]; then
-    echo "== cargo build (dev profile) gateway, hub"
-    cargo build "${build_args[@]}" -p gateway --bin gateway -p cloud-sync --bin hub
+    # The binaries exactly as `cargo test --workspace` builds them (the same feature
+    # unification), so after tests/run this rebuilds nothing; a plain `cargo build -p ...`
+    # would unify features differently and recompile the dependency tree.
+    echo "== cargo test --workspace --no-run (dev binaries gateway, hub)"
+    cargo test "${build_args[@]}" --workspace --no-run --quiet
     deb_args+=(--profile dev --fast)
 else
     echo "== cargo build --release gateway, hub"
