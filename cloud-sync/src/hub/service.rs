@@ -204,7 +204,7 @@ async fn handle(
     };
     match channel {
         Channel::Events => match wire::decode::<EventBatch>(payload) {
-            Ok(batch) => match store.ingest(&gw, &batch, now_ms()).await {
+            Ok(batch) => match store.ingest(&gw, &batch, super::web::wall_clock_ms()).await {
                 Ok(r) => {
                     stats.send_modify(|s| {
                         s.batches += 1;
@@ -240,7 +240,10 @@ async fn handle(
                         ..last
                     };
                 }
-                if let Err(e) = store.put_status(&gw, &status, now_ms()).await {
+                if let Err(e) = store
+                    .put_status(&gw, &status, super::web::wall_clock_ms())
+                    .await
+                {
                     tracing::error!("status of {gw} not stored: {e}");
                 }
             }
@@ -354,11 +357,4 @@ impl Pusher {
             )
             .map_err(|_| CommandError::Busy)
     }
-}
-
-/// The hub's wall clock in milliseconds (when a gateway was last heard from).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

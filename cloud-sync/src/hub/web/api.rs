@@ -67,12 +67,6 @@ fn token_hash(token: &str) -> String {
     )
 }
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 /// Makes an API token named `name` (who or what uses it) and returns it; the hub keeps only
 /// its hash, so this is the only time it is seen. For `hub token create`.
 pub async fn create_token(store: &HubStore, name: &str) -> Result<String, TokenError> {
@@ -84,7 +78,7 @@ pub async fn create_token(store: &HubStore, name: &str) -> Result<String, TokenE
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| TokenError::Random)?;
     let token = format!("rgt_{}", crate::hub::bookings::hex(&bytes));
-    let doc = json!({ "name": name, "created_ms": wall_clock_ms() });
+    let doc = json!({ "name": name, "created_ms": super::wall_clock_ms() });
     store.put_doc(TOKEN_KIND, &token_hash(&token), &doc).await?;
     Ok(token)
 }

@@ -20,13 +20,16 @@ use crate::hub::store::HubStore;
 /// The hub's clock in milliseconds since the epoch; tests hand in a manual one.
 pub type Now = Arc<dyn Fn() -> i64 + Send + Sync>;
 
-/// The system clock.
+/// The system clock as [`Now`].
 pub fn system_now() -> Now {
-    Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    })
+    Arc::new(wall_clock_ms)
+}
+
+/// The hub's wall clock in milliseconds since the epoch (last-seen times, token dates).
+pub fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What every route shares.
