@@ -9,4 +9,5 @@ pub mod daemon;
 pub mod hub;
 pub mod tls;
 pub mod topics;
+pub mod webkit;
 pub mod wire;
