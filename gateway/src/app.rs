@@ -5,24 +5,68 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::console::Console;
+use crate::console::auth::{Accounts, AuthConfig, Scope};
 use crate::reload::SiteSource;
 use crate::runtime::{Gateway, GatewayHandle};
 use crate::site::{Site, SiteDocument};
 use crate::store::Store;
 
-/// A gateway serving HTTP.
+/// How the web side listens.
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    /// The console's address.
+    pub listen: SocketAddr,
+    /// HTTPS with the certificate in `<data>/certs/` (generated when missing), or plain HTTP
+    /// (behind a TLS-terminating proxy, or in tests of other things).
+    pub tls: bool,
+    /// A plain-HTTP listener that redirects browsers to HTTPS.
+    pub redirect: Option<SocketAddr>,
+    /// Limiter and hashing settings.
+    pub auth: AuthConfig,
+}
+
+impl WebConfig {
+    /// HTTPS on `listen` (the default).
+    pub fn https(listen: SocketAddr) -> WebConfig {
+        WebConfig {
+            listen,
+            tls: true,
+            redirect: None,
+            auth: AuthConfig::default(),
+        }
+    }
+
+    /// Plain HTTP on `listen`.
+    pub fn plain(listen: SocketAddr) -> WebConfig {
+        WebConfig {
+            tls: false,
+            ..WebConfig::https(listen)
+        }
+    }
+}
+
+impl From<SocketAddr> for WebConfig {
+    fn from(listen: SocketAddr) -> WebConfig {
+        WebConfig::https(listen)
+    }
+}
+
+/// A gateway serving its web side.
 #[derive(Debug)]
 pub struct Running {
     /// The sync agent, when the site has a `[cloud]` section.
     agent: Option<tokio::task::JoinHandle<()>>,
     pub gateway: Gateway,
+    /// The console's address.
     pub addr: SocketAddr,
-    stop_http: oneshot::Sender<()>,
-    http: tokio::task::JoinHandle<()>,
+    /// The plain-HTTP redirector's address, if started.
+    pub redirect_addr: Option<SocketAddr>,
+    /// Accounts, tokens, the certificate.
+    pub console: Arc<Console>,
+    web: crate::http::WebServing,
 }
 
 impl Running {
@@ -30,12 +74,28 @@ impl Running {
         &self.gateway.handle
     }
 
+    /// Whether the console is served over HTTPS.
+    pub fn https(&self) -> bool {
+        self.console.cert.is_some()
+    }
+
+    /// Creates a token (the console does this for installers; tests and the demo call it).
+    pub fn issue_token(&self, label: &str, scope: Scope) -> anyhow::Result<String> {
+        let (secret, _) = self.console.accounts.create_token(
+            self.console.now_ms(),
+            "gateway",
+            "",
+            label,
+            scope,
+        )?;
+        Ok(secret)
+    }
+
     pub async fn shutdown(self) {
         if let Some(agent) = &self.agent {
             agent.abort();
         }
-        let _ = self.stop_http.send(());
-        let _ = self.http.await;
+        self.web.shutdown().await;
         self.gateway.shutdown().await;
     }
 }
@@ -46,7 +106,7 @@ impl Running {
 pub async fn start(
     site: Site,
     data: &Path,
-    listen: SocketAddr,
+    listen: impl Into<WebConfig>,
     clock: Clock,
 ) -> anyhow::Result<Running> {
     start_with_source(site, SiteSource::memory(None), data, listen, clock).await
@@ -57,7 +117,7 @@ pub async fn start(
 pub async fn start_from_file(
     path: &Path,
     data: &Path,
-    listen: SocketAddr,
+    listen: impl Into<WebConfig>,
     clock: Clock,
 ) -> anyhow::Result<Running> {
     // A restore staged by `POST /api/restore` (or one a crash interrupted) is installed
@@ -84,7 +144,7 @@ pub async fn start_from_file(
 pub async fn start_document(
     doc: SiteDocument,
     data: &Path,
-    listen: SocketAddr,
+    listen: impl Into<WebConfig>,
     clock: Clock,
 ) -> anyhow::Result<Running> {
     let site = doc.site().clone();
@@ -95,16 +155,13 @@ async fn start_with_source(
     site: Site,
     source: SiteSource,
     data: &Path,
-    listen: SocketAddr,
+    web: impl Into<WebConfig>,
     clock: Clock,
 ) -> anyhow::Result<Running> {
+    let web = web.into();
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating data dir {}", data.display()))?;
     let store = Store::open(data).context("opening the store")?;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr().context("reading the bound address")?;
     let cloud = site.cloud.clone();
     let panel =
         crate::panel::PanelConfig::from_site(&site, data).context("the door panels' PIN key")?;
@@ -143,31 +200,95 @@ async fn start_with_source(
         agent.as_ref().map(|(_, status)| status.clone()),
         gateway.handle.clock.clone(),
     ));
-    let (stop_http, stopped) = oneshot::channel::<()>();
     let source = Arc::new(source);
     let backup = Arc::new(crate::backup::BackupSource {
         store: gateway.store(),
         data: data.to_path_buf(),
         site: source.clone(),
     });
-    let http = tokio::spawn(crate::http::serve(
-        listener,
-        gateway.handle.clone(),
-        panel,
-        metrics,
-        source,
-        backup,
-        async {
-            let _ = stopped.await;
+    let cert = if web.tls {
+        let names = crate::console::tls::default_names(web.listen);
+        Some(
+            crate::console::tls::ConsoleCert::load_or_create(data, &names)
+                .context("the console's HTTPS certificate")?,
+        )
+    } else {
+        None
+    };
+    let accounts = Accounts::open(gateway.store(), data, web.auth.clone())
+        .context("the console's accounts")?;
+    let console = Arc::new(Console {
+        accounts,
+        cert,
+        clock: gateway.handle.clock.clone(),
+    });
+    write_cli_token(&console, data).context("the local command line's token")?;
+    let served = crate::http::serve(
+        web.listen,
+        console.cert.as_ref().map(|c| c.server_config()),
+        web.redirect,
+        crate::http::WebParts {
+            gateway: gateway.handle.clone(),
+            panel,
+            metrics,
+            site: source,
+            backup,
+            console: console.clone(),
         },
-    ));
+    )
+    .await
+    .with_context(|| format!("listening on {}", web.listen))?;
+    let scheme = if web.tls { "https" } else { "http" };
+    if let Some(code) = console.accounts.setup_code() {
+        tracing::warn!(
+            "first start: open {scheme}://<this gateway>:{}/setup and enter the setup code {code} \
+             to create the installer account (also in {}, readable only here)",
+            served.addr.port(),
+            console.accounts.setup_path().display()
+        );
+    }
+    tracing::info!("console at {scheme}://{}", served.addr);
     Ok(Running {
         agent: agent.map(|(task, _)| task),
         gateway,
-        addr,
-        stop_http,
-        http,
+        addr: served.addr,
+        redirect_addr: served.redirect_addr,
+        console,
+        web: served,
     })
+}
+
+/// The file holding the local command line's API token (`gateway backup` of a running gateway,
+/// scripts on the box): readable by the gateway's user only, replaced at every start.
+pub const CLI_TOKEN_FILE: &str = "cli-token";
+const CLI_TOKEN_LABEL: &str = "local command line";
+
+/// Revokes the previous start's command-line token and writes a new one to
+/// `<data>/cli-token` (mode 0600).
+fn write_cli_token(console: &Console, data: &Path) -> anyhow::Result<()> {
+    let now = console.now_ms();
+    for t in console.accounts.tokens()? {
+        if t.label == CLI_TOKEN_LABEL && t.created_by == "gateway" {
+            let by = crate::console::auth::Caller::Token {
+                id: t.id.clone(),
+                label: CLI_TOKEN_LABEL.into(),
+                scope: t.scope.clone(),
+            };
+            console.accounts.revoke_token(now, &by, "", &t.id)?;
+        }
+    }
+    let (secret, _) = console.accounts.create_token(
+        now,
+        "gateway",
+        "",
+        CLI_TOKEN_LABEL,
+        Scope::Api {
+            role: crate::console::auth::Role::Installer,
+        },
+    )?;
+    let path = data.join(CLI_TOKEN_FILE);
+    crate::backup::write_file_private(&path, format!("{secret}\n").as_bytes())?;
+    Ok(())
 }
 
 /// Reads and validates a site file, with every error in the message.

@@ -1048,7 +1048,9 @@ timezone = "UTC"
             StoreCounts {
                 bookings: 2,
                 activity: 1,
-                outbox: 0
+                outbox: 0,
+                console: 0,
+                audit: 0,
             }
         );
         assert_eq!(report.installed.len(), 4, "{report}");

@@ -11,56 +11,128 @@ use std::future::Future;
 use std::sync::Arc;
 
 use scenes::{Span, Timestamp};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
+use warp::filters::BoxedFilter;
+
 use crate::api::{CredentialRequest, ErrorDto, ExtendRequest, NewBooking};
+use crate::console::auth::{Caller, Role};
+use crate::console::{Console, RequestInfo, need};
 use crate::metrics::MetricsSource;
 use crate::panel::{PanelConfig, Panels};
 use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
 
 const FLOOR_PAGE: &str = include_str!("web/floor.html");
 
-/// Serves the API, the panels and the display on `listener` until `shutdown` resolves.
+/// What the web side serves with.
+#[allow(missing_debug_implementations)]
+pub struct WebParts {
+    pub gateway: GatewayHandle,
+    pub panel: PanelConfig,
+    pub metrics: Arc<MetricsSource>,
+    pub site: Arc<crate::reload::SiteSource>,
+    pub backup: Arc<crate::backup::BackupSource>,
+    pub console: Arc<Console>,
+}
+
+/// The web side while it runs.
+#[derive(Debug)]
+pub struct WebServing {
+    /// The console's address (HTTPS unless started plain).
+    pub addr: SocketAddr,
+    /// The plain-HTTP redirector's address, when there is one.
+    pub redirect_addr: Option<SocketAddr>,
+    main: cloud_sync::webkit::serve::Serving,
+    redirect: Option<cloud_sync::webkit::serve::Serving>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl WebServing {
+    /// Ends live streams, stops accepting and closes connections.
+    pub async fn shutdown(self) {
+        let _ = self.stopping.send(true);
+        self.main.shutdown().await;
+        if let Some(r) = self.redirect {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// Serves the console, the API, the panels and the display on `listen` (over TLS with `tls`),
+/// and when `redirect` is given, a plain-HTTP listener there that sends browsers to HTTPS.
 pub async fn serve(
-    listener: TcpListener,
-    gateway: GatewayHandle,
-    panel: PanelConfig,
-    metrics: Arc<MetricsSource>,
-    site: Arc<crate::reload::SiteSource>,
-    backup: Arc<crate::backup::BackupSource>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    // Live streams never end by themselves: they end when this turns true, so the graceful
-    // shutdown (which waits for open connections) is not held up by a tablet.
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let panels = Arc::new(Panels::new(panel, stopping));
+    listen: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    redirect: Option<SocketAddr>,
+    parts: WebParts,
+) -> std::io::Result<WebServing> {
+    // Live streams never end by themselves: they end when this turns true.
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let panels = Arc::new(Panels::new(parts.panel, stopping_rx));
     {
         // Door panels follow the rooms of a reloaded site.
         let panels = panels.clone();
-        site.on_applied(move |s| panels.set_site(s));
+        parts.site.on_applied(move |s| panels.set_site(s));
     }
-    let files = site_routes(gateway.clone(), site).or(backup_routes(gateway.clone(), backup));
-    warp::serve(files.or(routes(gateway, panels, metrics)))
-        .incoming(listener)
-        .graceful(async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        })
-        .run()
-        .await;
+    let c = parts.console;
+    let g = parts.gateway;
+    let files = site_routes(g.clone(), parts.site, c.clone())
+        .or(backup_routes(g.clone(), parts.backup, c.clone()))
+        .unify()
+        .boxed();
+    let all = files
+        .or(routes(g, panels, parts.metrics, c))
+        .unify()
+        .boxed();
+    let main = cloud_sync::webkit::serve::serve(listen, tls, all).await?;
+    let redirect = match redirect {
+        Some(addr) => Some(
+            cloud_sync::webkit::serve::serve(
+                addr,
+                None,
+                warp::path!("healthz")
+                    .and(warp::get())
+                    .map(|| {
+                        warp::reply::json(&serde_json::json!({ "status": "ok" })).into_response()
+                    })
+                    .or(crate::console::redirect_to_https(main.addr.port()))
+                    .unify()
+                    .boxed(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    Ok(WebServing {
+        addr: main.addr,
+        redirect_addr: redirect.as_ref().map(|r| r.addr),
+        main,
+        redirect,
+        stopping,
+    })
+}
+
+fn with_console(
+    c: &Arc<Console>,
+) -> impl Filter<Extract = (Arc<Console>,), Error = Infallible> + Clone + use<> {
+    let c = c.clone();
+    warp::any().map(move || c.clone())
 }
 
 fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Infallible> + Clone {
     warp::any().map(move || g.clone())
 }
 
+/// Every route but the site and backup files: health, the console's public pages, the API
+/// (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
 pub fn routes(
     g: GatewayHandle,
     panels: Arc<Panels>,
     metrics: Arc<MetricsSource>,
-) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone + Send + Sync + 'static {
+    c: Arc<Console>,
+) -> BoxedFilter<(warp::reply::Response,)> {
     let counted = {
         let metrics = metrics.clone();
         warp::log::custom(move |info| {
@@ -73,6 +145,7 @@ pub fn routes(
     // for now; the installer console's auth will have to let a scrape token through.
     let metrics_route = warp::path!("metrics")
         .and(warp::get())
+        .and(crate::console::scrape(&c))
         .and(with(g.clone()))
         .and(warp::any().map(move || metrics.clone()))
         .then(|g: GatewayHandle, metrics: Arc<MetricsSource>| async move {
@@ -80,44 +153,52 @@ pub fn routes(
             warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
                 .into_response()
         });
+    let audit = c.clone();
     // The service log's filter, changeable while running (RUST_LOG syntax).
-    let get_log_level = warp::path!("api" / "log-level").and(warp::get()).map(|| {
-        match cloud_sync::daemon::logging::current_filter() {
-            Some(filter) => {
-                warp::reply::json(&serde_json::json!({ "filter": filter })).into_response()
-            }
-            None => error(&ApiError::Unavailable(
-                "the log filter is fixed in this process".into(),
-            )),
-        }
-    });
-    let put_log_level = warp::path!("api" / "log-level")
-        .and(warp::put())
-        .and(json_body::<LogLevelRequest>())
-        .map(|body: Result<LogLevelRequest, String>| {
-            use cloud_sync::daemon::LoggingError;
-            let body = match body {
-                Ok(b) => b,
-                Err(e) => return error(&ApiError::BadRequest(e)),
-            };
-            match cloud_sync::daemon::logging::set_filter(&body.filter) {
-                Ok(filter) => {
+    let get_log_level = warp::path!("api" / "log-level")
+        .and(warp::get())
+        .and(need(&c, Role::Installer))
+        .map(
+            |_: Caller, _: RequestInfo| match cloud_sync::daemon::logging::current_filter() {
+                Some(filter) => {
                     warp::reply::json(&serde_json::json!({ "filter": filter })).into_response()
                 }
-                Err(e @ LoggingError::BadFilter { .. }) => {
-                    let body = ErrorDto {
-                        error: e.to_string(),
-                        conflict: None,
-                    };
-                    warp::reply::with_status(
-                        warp::reply::json(&body),
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                    )
-                    .into_response()
+                None => error(&ApiError::Unavailable(
+                    "the log filter is fixed in this process".into(),
+                )),
+            },
+        );
+    let put_log_level = warp::path!("api" / "log-level")
+        .and(warp::put())
+        .and(need(&c, Role::Installer))
+        .and(json_body::<LogLevelRequest>())
+        .map(
+            move |caller: Caller, req: RequestInfo, body: Result<LogLevelRequest, String>| {
+                use cloud_sync::daemon::LoggingError;
+                let body = match body {
+                    Ok(b) => b,
+                    Err(e) => return error(&ApiError::BadRequest(e)),
+                };
+                match cloud_sync::daemon::logging::set_filter(&body.filter) {
+                    Ok(filter) => {
+                        audit.audit(&caller, &req.from(), "log_level.set", "", &filter);
+                        warp::reply::json(&serde_json::json!({ "filter": filter })).into_response()
+                    }
+                    Err(e @ LoggingError::BadFilter { .. }) => {
+                        let body = ErrorDto {
+                            error: e.to_string(),
+                            conflict: None,
+                        };
+                        warp::reply::with_status(
+                            warp::reply::json(&body),
+                            StatusCode::UNPROCESSABLE_ENTITY,
+                        )
+                        .into_response()
+                    }
+                    Err(e) => error(&ApiError::Unavailable(e.to_string())),
                 }
-                Err(e) => error(&ApiError::Unavailable(e.to_string())),
-            }
-        });
+            },
+        );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .and(with(g.clone()))
@@ -134,42 +215,53 @@ pub fn routes(
         });
     let page = warp::path::end()
         .and(warp::get())
-        .map(|| warp::reply::html(FLOOR_PAGE));
+        .and(need(&c, Role::Operator))
+        .map(|_: Caller, _: RequestInfo| warp::reply::html(FLOOR_PAGE));
     let floor = warp::path!("api" / "floor")
         .and(warp::get())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .map(|g: GatewayHandle| warp::reply::json(&*g.snapshot()));
+        .map(|_: Caller, _: RequestInfo, g: GatewayHandle| warp::reply::json(&*g.snapshot()));
     let rooms = warp::path!("api" / "rooms")
         .and(warp::get())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .map(|g: GatewayHandle| warp::reply::json(&g.snapshot().rooms));
+        .map(|_: Caller, _: RequestInfo, g: GatewayHandle| warp::reply::json(&g.snapshot().rooms));
     let room = warp::path!("api" / "rooms" / String)
         .and(warp::get())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .then(|id: String, g: GatewayHandle| async move {
-            let snap = g.snapshot();
-            let Some(room) = snap.rooms.iter().find(|r| r.id == id) else {
-                return error(&ApiError::NotFound(format!("no room '{id}'")));
-            };
-            let mut room = serde_json::to_value(room).unwrap_or_default();
-            match timed(g.activity(&id, 200)).await {
-                Ok(activity) => {
-                    room["activity"] = serde_json::to_value(activity).unwrap_or_default()
+        .then(
+            |id: String, _: Caller, _: RequestInfo, g: GatewayHandle| async move {
+                let snap = g.snapshot();
+                let Some(room) = snap.rooms.iter().find(|r| r.id == id) else {
+                    return error(&ApiError::NotFound(format!("no room '{id}'")));
+                };
+                let mut room = serde_json::to_value(room).unwrap_or_default();
+                match timed(g.activity(&id, 200)).await {
+                    Ok(activity) => {
+                        room["activity"] = serde_json::to_value(activity).unwrap_or_default()
+                    }
+                    Err(e) => return error(&e),
                 }
-                Err(e) => return error(&e),
-            }
-            warp::reply::json(&room).into_response()
-        });
+                warp::reply::json(&room).into_response()
+            },
+        );
     let devices = warp::path!("api" / "devices")
         .and(warp::get())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .map(|g: GatewayHandle| warp::reply::json(&g.snapshot().devices));
+        .map(|_: Caller, _: RequestInfo, g: GatewayHandle| {
+            warp::reply::json(&g.snapshot().devices)
+        });
     let buses = warp::path!("api" / "buses")
         .and(warp::get())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .map(|g: GatewayHandle| warp::reply::json(&g.snapshot().buses));
+        .map(|_: Caller, _: RequestInfo, g: GatewayHandle| warp::reply::json(&g.snapshot().buses));
     let add_booking = warp::path!("api" / "rooms" / String / "bookings")
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(json_body::<NewBooking>())
         .and(with(g.clone()))
         .and(warp::any().map({
@@ -178,6 +270,8 @@ pub fn routes(
         }))
         .then(
             |room: String,
+             _: Caller,
+             _: RequestInfo,
              body: Result<NewBooking, String>,
              g: GatewayHandle,
              panels: Arc<Panels>| async move {
@@ -201,31 +295,45 @@ pub fn routes(
         );
     let cancel = warp::path!("api" / "rooms" / String / "bookings" / String)
         .and(warp::delete())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .then(|room: String, id: String, g: GatewayHandle| async move {
-            match timed(g.cancel_booking(&room, &id)).await {
-                Ok(()) => StatusCode::NO_CONTENT.into_response(),
-                Err(e) => error(&e),
-            }
-        });
+        .then(
+            |room: String, id: String, _: Caller, _: RequestInfo, g: GatewayHandle| async move {
+                match timed(g.cancel_booking(&room, &id)).await {
+                    Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                    Err(e) => error(&e),
+                }
+            },
+        );
     let checkin = warp::path!("api" / "rooms" / String / "checkin")
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .then(|room: String, g: GatewayHandle| async move {
-            action_reply(timed(g.room_action(&room, RoomAction::CheckIn)).await)
-        });
+        .then(
+            |room: String, _: Caller, _: RequestInfo, g: GatewayHandle| async move {
+                action_reply(timed(g.room_action(&room, RoomAction::CheckIn)).await)
+            },
+        );
     let end = warp::path!("api" / "rooms" / String / "end")
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .then(|room: String, g: GatewayHandle| async move {
-            action_reply(timed(g.room_action(&room, RoomAction::EndNow)).await)
-        });
+        .then(
+            |room: String, _: Caller, _: RequestInfo, g: GatewayHandle| async move {
+                action_reply(timed(g.room_action(&room, RoomAction::EndNow)).await)
+            },
+        );
     let extend = warp::path!("api" / "rooms" / String / "extend")
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(json_body::<ExtendRequest>())
         .and(with(g.clone()))
         .then(
-            |room: String, body: Result<ExtendRequest, String>, g: GatewayHandle| async move {
+            |room: String,
+             _: Caller,
+             _: RequestInfo,
+             body: Result<ExtendRequest, String>,
+             g: GatewayHandle| async move {
                 match body.and_then(|b| extend_until(&g, &room, b)) {
                     Ok(until) => {
                         let action = RoomAction::Extend { until };
@@ -237,10 +345,15 @@ pub fn routes(
         );
     let credential = warp::path!("api" / "rooms" / String / "credential")
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(json_body::<CredentialRequest>())
         .and(with(g.clone()))
         .then(
-            |room: String, body: Result<CredentialRequest, String>, g: GatewayHandle| async move {
+            |room: String,
+             _: Caller,
+             _: RequestInfo,
+             body: Result<CredentialRequest, String>,
+             g: GatewayHandle| async move {
                 match body {
                     Ok(b) if !b.credential.trim().is_empty() && b.credential.len() <= 256 => {
                         let action = RoomAction::Credential(b.credential);
@@ -255,33 +368,80 @@ pub fn routes(
         );
     let scene = warp::path!("api" / "rooms" / String / "scenes" / String)
         .and(warp::post())
+        .and(need(&c, Role::Operator))
         .and(with(g.clone()))
-        .then(|room: String, scene: String, g: GatewayHandle| async move {
-            match timed(g.run_scene(&room, &scene, "local API")).await {
+        .then(|room: String, scene: String, caller: Caller, _: RequestInfo, g: GatewayHandle| async move {
+            match timed(g.run_scene(&room, &scene, &caller.who())).await {
                 Ok(()) => warp::reply::json(&serde_json::json!({ "result": "ok" })).into_response(),
                 Err(e) => error(&e),
             }
         });
-    healthz
-        .or(page)
-        .or(floor)
-        .or(rooms)
+    let chain = healthz
+        .map(Reply::into_response)
+        .boxed()
+        .or(crate::console::public_routes(c.clone()))
+        .unify()
+        .boxed()
+        .or(crate::console::logout_route(c.clone()))
+        .unify()
+        .boxed()
+        .or(page.map(Reply::into_response))
+        .unify()
+        .boxed()
+        .or(floor.map(Reply::into_response))
+        .unify()
+        .boxed()
+        .or(rooms.map(Reply::into_response))
+        .unify()
+        .boxed()
         .or(room)
-        .or(devices)
-        .or(buses)
+        .unify()
+        .boxed()
+        .or(devices.map(Reply::into_response))
+        .unify()
+        .boxed()
+        .or(buses.map(Reply::into_response))
+        .unify()
+        .boxed()
         .or(add_booking)
+        .unify()
+        .boxed()
         .or(cancel)
+        .unify()
+        .boxed()
         .or(checkin)
+        .unify()
+        .boxed()
         .or(end)
+        .unify()
+        .boxed()
         .or(extend)
+        .unify()
+        .boxed()
         .or(credential)
+        .unify()
+        .boxed()
         .or(scene)
+        .unify()
+        .boxed()
         .or(metrics_route)
+        .unify()
+        .boxed()
         .or(get_log_level)
+        .unify()
+        .boxed()
         .or(put_log_level)
-        .or(crate::panel::routes(g, panels))
+        .unify()
+        .boxed()
+        .or(crate::panel::routes(g, panels, c))
+        .unify()
+        .boxed();
+    chain
         .recover(recover)
+        .unify()
         .with(counted)
+        .map(Reply::into_response)
+        .boxed()
 }
 
 /// `PUT /api/log-level`: a `RUST_LOG`-style filter.
@@ -382,6 +542,9 @@ fn error(e: &ApiError) -> warp::reply::Response {
 }
 
 async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
+    if let Some(d) = r.find::<crate::console::Denied>() {
+        return Ok(d.into_response());
+    }
     let (status, msg) = if r.is_not_found() {
         (StatusCode::NOT_FOUND, "no such page".to_owned())
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
@@ -415,6 +578,7 @@ async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {
 pub fn site_routes(
     g: GatewayHandle,
     source: Arc<crate::reload::SiteSource>,
+    c: Arc<Console>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + Send + Sync + 'static
 {
     let with_source = {
@@ -423,27 +587,35 @@ pub fn site_routes(
     };
     let get = warp::path!("api" / "site")
         .and(warp::get())
+        .and(need(&c, Role::Installer))
         .and(with_source.clone())
-        .then(|source: Arc<crate::reload::SiteSource>| async move {
-            match source.current_toml().await {
-                Ok(text) => warp::reply::with_header(
-                    text,
-                    "content-type",
-                    "application/toml; charset=utf-8",
-                )
-                .into_response(),
-                Err(e) => site_refusal(&e),
-            }
-        });
+        .then(
+            |_: Caller, _: RequestInfo, source: Arc<crate::reload::SiteSource>| async move {
+                match source.current_toml().await {
+                    Ok(text) => warp::reply::with_header(
+                        text,
+                        "content-type",
+                        "application/toml; charset=utf-8",
+                    )
+                    .into_response(),
+                    Err(e) => site_refusal(&e),
+                }
+            },
+        );
     let post = warp::path!("api" / "site")
         .and(warp::post())
+        .and(need(&c, Role::Installer))
+        .and(with_console(&c))
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and(warp::body::content_length_limit(1024 * 1024))
         .and(warp::body::bytes())
         .and(with(g))
         .and(with_source)
         .then(
-            |query: std::collections::HashMap<String, String>,
+            |caller: Caller,
+             req: RequestInfo,
+             c: Arc<Console>,
+             query: std::collections::HashMap<String, String>,
              body: warp::hyper::body::Bytes,
              g: GatewayHandle,
              source: Arc<crate::reload::SiteSource>| async move {
@@ -456,7 +628,20 @@ pub fn site_routes(
                     ));
                 };
                 match source.change(&g, text, dry_run).await {
-                    Ok(answer) => warp::reply::json(&answer).into_response(),
+                    Ok(answer) => {
+                        if !dry_run {
+                            let detail = serde_json::to_value(&answer)
+                                .ok()
+                                .and_then(|v| v.get("diff").cloned())
+                                .map(|d| match d {
+                                    serde_json::Value::String(s) => s,
+                                    other => other.to_string(),
+                                })
+                                .unwrap_or_default();
+                            c.audit(&caller, &req.from(), "site.change", "site file", &detail);
+                        }
+                        warp::reply::json(&answer).into_response()
+                    }
                     Err(e) => site_refusal(&e),
                 }
             },
@@ -484,15 +669,23 @@ const MAX_RESTORE_BODY: u64 = 512 * 1024 * 1024;
 pub fn backup_routes(
     g: GatewayHandle,
     backup: Arc<crate::backup::BackupSource>,
+    c: Arc<Console>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone + Send + Sync + 'static
 {
     let with_backup = warp::any().map(move || backup.clone());
     let get = warp::path!("api" / "backup")
         .and(warp::get())
+        .and(need(&c, Role::Installer))
+        .and(with_console(&c))
         .and(with(g))
         .and(with_backup.clone())
         .then(
-            |g: GatewayHandle, backup: Arc<crate::backup::BackupSource>| async move {
+            |caller: Caller,
+             req: RequestInfo,
+             c: Arc<Console>,
+             g: GatewayHandle,
+             backup: Arc<crate::backup::BackupSource>| async move {
+                c.audit(&caller, &req.from(), "backup.download", "", "");
                 let at = jiff::Timestamp::from_millisecond(g.clock.now().as_millis())
                     .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
                 let text = match backup.site_text().await {
@@ -524,12 +717,17 @@ pub fn backup_routes(
         );
     let post = warp::path!("api" / "restore")
         .and(warp::post())
+        .and(need(&c, Role::Installer))
+        .and(with_console(&c))
         .and(warp::query::<std::collections::HashMap<String, String>>())
         .and(warp::body::content_length_limit(MAX_RESTORE_BODY))
         .and(warp::body::bytes())
         .and(with_backup)
         .then(
-            |query: std::collections::HashMap<String, String>,
+            |caller: Caller,
+             req: RequestInfo,
+             c: Arc<Console>,
+             query: std::collections::HashMap<String, String>,
              body: warp::hyper::body::Bytes,
              backup: Arc<crate::backup::BackupSource>| async move {
                 let verify_only = query
@@ -549,17 +747,26 @@ pub fn backup_routes(
                         "manifest": manifest,
                     }))
                     .into_response(),
-                    Ok(Ok(manifest)) => warp::reply::with_status(
-                        warp::reply::json(&serde_json::json!({
-                            "verified": true,
-                            "staged": true,
-                            "manifest": manifest,
-                            "next": "restart the gateway to apply it; the current files are \
-                                     kept as *.before-restore",
-                        })),
-                        StatusCode::ACCEPTED,
-                    )
-                    .into_response(),
+                    Ok(Ok(manifest)) => {
+                        c.audit(
+                            &caller,
+                            &req.from(),
+                            "restore.staged",
+                            &manifest.site,
+                            "applies at the next start",
+                        );
+                        warp::reply::with_status(
+                            warp::reply::json(&serde_json::json!({
+                                "verified": true,
+                                "staged": true,
+                                "manifest": manifest,
+                                "next": "restart the gateway to apply it; the current files are \
+                                         kept as *.before-restore",
+                            })),
+                            StatusCode::ACCEPTED,
+                        )
+                        .into_response()
+                    }
                     Ok(Err(e @ crate::backup::BackupError::Refused { .. })) => {
                         warp::reply::with_status(
                             warp::reply::json(&ErrorDto {

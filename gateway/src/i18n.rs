@@ -75,7 +75,7 @@ impl Lang {
     }
 
     /// The text of `msg` in this language.
-    pub fn t(self, msg: Msg) -> &'static str {
+    pub fn t(self, msg: impl Texts) -> &'static str {
         let (en, zh) = msg.texts();
         match self {
             Lang::En => en,
@@ -84,7 +84,7 @@ impl Lang {
     }
 
     /// The text of `msg` with its `{name}` placeholders filled from `args`.
-    pub fn f(self, msg: Msg, args: &[(&str, &str)]) -> String {
+    pub fn f(self, msg: impl Texts, args: &[(&str, &str)]) -> String {
         fill(self.t(msg), args)
     }
 }
@@ -121,24 +121,35 @@ pub fn fill(text: &str, args: &[(&str, &str)]) -> String {
     out
 }
 
+/// Texts in every language the pages speak: implemented by each catalog's message enum.
+pub trait Texts: Copy {
+    /// (English, Simplified Chinese).
+    fn texts(self) -> (&'static str, &'static str);
+}
+
+/// Declares a message catalog: `catalog!(Name; Variant => "English", "中文"; ...)` makes the
+/// enum `Name` with `Name::ALL` and its [`Texts`]. Each page module may keep its own.
 macro_rules! catalog {
-    ($( $variant:ident => $en:literal, $zh:literal; )*) => {
-        /// One message of the pages, with its text in every language.
+    ($name:ident; $( $variant:ident => $en:literal, $zh:literal; )*) => {
+        /// Messages of the pages, with their text in every language.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Msg { $( $variant, )* }
+        pub enum $name { $( $variant, )* }
 
-        impl Msg {
-            pub const ALL: &'static [Msg] = &[ $( Msg::$variant, )* ];
+        impl $name {
+            pub const ALL: &'static [$name] = &[ $( $name::$variant, )* ];
+        }
 
-            /// (English, Simplified Chinese).
-            pub fn texts(self) -> (&'static str, &'static str) {
-                match self { $( Msg::$variant => ($en, $zh), )* }
+        impl $crate::i18n::Texts for $name {
+            fn texts(self) -> (&'static str, &'static str) {
+                match self { $( $name::$variant => ($en, $zh), )* }
             }
         }
     };
 }
+pub(crate) use catalog;
 
 catalog! {
+    Msg;
     // Room states, as a door sign shows them (PRODUCT.md).
     StateFree => "Free", "空闲";
     StateStartingSoon => "Starting soon", "即将开始";

@@ -7,6 +7,7 @@ pub mod app;
 pub mod backup;
 pub mod bindings;
 pub mod clock;
+pub mod console;
 pub mod demo;
 pub mod duration;
 pub mod http;

@@ -37,11 +37,19 @@ enum Command {
     Run {
         #[arg(long)]
         site: PathBuf,
-        /// Where the store lives (bookings, activity log).
+        /// Where the store lives (bookings, activity log, accounts, the console's certificate).
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The console's HTTPS address (API, door panels, display, metrics).
+        #[arg(long, default_value = "0.0.0.0:8443")]
         listen: SocketAddr,
+        /// Also listen for plain HTTP here, redirecting browsers to HTTPS (`/healthz` answers).
+        #[arg(long)]
+        http_redirect: Option<SocketAddr>,
+        /// Serve plain HTTP on `--listen` instead of HTTPS: only behind a TLS-terminating proxy
+        /// on the same machine.
+        #[arg(long)]
+        plain_http: bool,
     },
     /// Write an archive of the site file and the data dir (store snapshot, PIN key,
     /// certificates). Works while the gateway runs: its store is locked to other processes,
@@ -54,8 +62,9 @@ enum Command {
         /// The archive to write (a gzip'd tar, mode 0600: it holds secrets).
         #[arg(long)]
         out: PathBuf,
-        /// The running gateway's HTTP address, used when its store is locked.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The running gateway's HTTPS address, used when its store is locked (the request
+        /// carries the token in `<data>/cli-token` and trusts only `<data>/certs/console.crt`).
+        #[arg(long, default_value = "127.0.0.1:8443")]
         gateway: String,
     },
     /// Verify an archive and restore it (the gateway must be stopped); the files it replaces
@@ -73,7 +82,8 @@ enum Command {
     },
     /// Run a simulated floor on loopback with people using it.
     Demo {
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// The console's HTTPS address.
+        #[arg(long, default_value = "127.0.0.1:8443")]
         listen: SocketAddr,
         /// Store directory (default: a fresh temporary one, removed at exit).
         #[arg(long)]
@@ -147,18 +157,28 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Check { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
-        Command::Run { site, data, listen } => {
+        Command::Run {
+            site,
+            data,
+            listen,
+            http_redirect,
+            plain_http,
+        } => {
             let notifier = Arc::new(Notifier::from_env());
             // From the file, so `POST /api/site` can write accepted changes back to it.
             let doc = gateway::app::load_document(&site)?;
             let rooms = doc.site().rooms.len();
             let devices = doc.site().devices.len();
-            let running =
-                gateway::app::start_from_file(&site, &data, listen, Clock::System).await?;
-            tracing::info!("gateway listening on http://{}", running.addr);
+            let web = gateway::app::WebConfig {
+                tls: !plain_http,
+                redirect: http_redirect,
+                ..gateway::app::WebConfig::https(listen)
+            };
+            let running = gateway::app::start_from_file(&site, &data, web, Clock::System).await?;
+            let scheme = if running.https() { "https" } else { "http" };
             // The store is open, the field owners run and HTTP is bound: ready.
             notifier.ready(&format!(
-                "serving {rooms} rooms, {devices} devices on http://{}",
+                "serving {rooms} rooms, {devices} devices on {scheme}://{}",
                 running.addr
             ));
             let watchdog = spawn_watchdog(notifier.clone(), running.handle().clone());
@@ -203,11 +223,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let running = gateway::app::start_document(site, &data, listen, Clock::System).await?;
             let scenario = tokio::spawn(run_scenario(running.handle().clone(), floor.clone()));
+            let display = running
+                .issue_token("demo lobby display", gateway::console::auth::Scope::Display)
+                .context("a display token")?;
+            let first_room = running
+                .handle()
+                .snapshot()
+                .rooms
+                .first()
+                .map(|r| r.id.clone())
+                .unwrap_or_default();
+            let panel = running
+                .issue_token(
+                    "demo door panel",
+                    gateway::console::auth::Scope::Panel {
+                        room: first_room.clone(),
+                    },
+                )
+                .context("a panel token")?;
+            let setup = match running.console.accounts.setup_code() {
+                Some(code) => {
+                    format!("  setup code: {code}  (first visit: create the installer account)\n")
+                }
+                None => String::new(),
+            };
+            let a = running.addr;
             println!(
-                "\nroomgate demo: a simulated floor of {} devices is running.\n  floor page: http://{}/\n  rooms API:  http://{}/api/rooms\n  data dir:   {}\nPress Ctrl-C to stop.\n",
+                "\nroomgate demo: a simulated floor of {} devices is running.\n  console:     https://{a}/  (self-signed certificate: accept it once)\n{setup}  door panel:  https://{a}/panel/{first_room}?token={panel}\n  lobby:       https://{a}/display?token={display}\n  data dir:    {}\nPress Ctrl-C to stop.\n",
                 floor.device_count(),
-                running.addr,
-                running.addr,
                 data.display()
             );
             shutdown_signal().await;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// The layout this gateway writes. To change a table's layout: bump this, and append to
 /// [`MIGRATIONS`] the step that converts a store of the previous version.
-pub const SCHEMA_VERSION: u64 = 1;
+pub const SCHEMA_VERSION: u64 = 2;
 
 /// One schema step: converts every table of a store at version N to version N + 1, inside the
 /// write transaction that opens the store (so a failed step leaves the store as it was).
@@ -23,10 +23,18 @@ type MigrationStep = fn(&redb::WriteTransaction) -> Result<(), StoreError>;
 
 /// `MIGRATIONS[i]` converts schema version `i + 1` to `i + 2`; there is one entry per version
 /// after the first, so `MIGRATIONS.len() + 1 == SCHEMA_VERSION` (checked by a test). Version 1
-/// is the first layout (release 0.1), so there is nothing to convert yet. A release's store is
+/// is the first layout (release 0.1); version 2 adds the console's tables (accounts, sessions,
+/// tokens; the audit log), which a version-1 gateway would not back up. A release's store is
 /// kept as a fixture (`gateway/tests/fixtures/store-v1/`) and opened by the tests, so a layout
 /// change without its step fails them.
-const MIGRATIONS: &[MigrationStep] = &[];
+const MIGRATIONS: &[MigrationStep] = &[add_console_tables];
+
+/// Version 1 → 2: the console's tables, empty (nothing else changes).
+fn add_console_tables(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(CONSOLE)?;
+    tx.open_table(AUDIT)?;
+    Ok(())
+}
 /// The store's file in the data directory.
 pub const STORE_FILE: &str = "gateway.redb";
 
@@ -35,6 +43,14 @@ const BOOKINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("bookings");
 const ACTIVITY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("activity");
 /// Events waiting for the hub's acknowledgement, by sequence number (PROTOCOL.md).
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// The console's records by (kind, key): accounts, sessions (by the hash of their id), tokens
+/// (by the hash of the secret). JSON owned by `console::auth`.
+const CONSOLE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("console");
+/// The audit log by (time in ms, sequence): who changed what, kept [`AUDIT_KEPT_MS`].
+const AUDIT: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("audit");
+
+/// How long audit records are kept: 13 months (the requirement is at least 6).
+pub const AUDIT_KEPT_MS: i64 = 396 * 24 * 60 * 60 * 1000;
 
 /// Events the outbox holds before it drops droppable ones (PROTOCOL.md, "Outbox bounds").
 pub const OUTBOX_MAX_EVENTS: u64 = 200_000;
@@ -189,6 +205,8 @@ impl Store {
             tx.open_table(BOOKINGS)?;
             tx.open_table(ACTIVITY)?;
             tx.open_table(OUTBOX)?;
+            tx.open_table(CONSOLE)?;
+            tx.open_table(AUDIT)?;
         }
         tx.commit()?;
         Ok(())
@@ -311,9 +329,119 @@ impl Store {
     }
 }
 
+/// One audit record: who did what, when, from where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at_ms: i64,
+    /// The account (or `token:<label>`, or `setup`) that acted.
+    pub who: String,
+    /// The client's address, when known.
+    #[serde(default)]
+    pub from: String,
+    /// What kind of change, e.g. `site.change`, `account.add`, `login.failed`.
+    pub action: String,
+    /// What it was about (a device id, a room, an account name).
+    #[serde(default)]
+    pub target: String,
+    /// What changed, in words (a site diff, say).
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl Store {
+    /// A console record by kind and key.
+    pub fn console_get(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONSOLE)?;
+        t.get((kind, key))?
+            .map(|v| decode("console", &format!("{kind}/{key}"), v.value()))
+            .transpose()
+    }
+
+    /// Every console record of a kind, by key.
+    pub fn console_all(&self, kind: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(CONSOLE)?;
+        let mut out = Vec::new();
+        for row in t.range((kind, "")..)? {
+            let (k, v) = row?;
+            let (k_kind, key) = k.value();
+            if k_kind != kind {
+                break;
+            }
+            out.push((
+                key.to_owned(),
+                decode("console", &format!("{kind}/{key}"), v.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Writes console records and removes others, in one durable transaction.
+    pub fn console_write(
+        &self,
+        puts: &[(&str, &str, &serde_json::Value)],
+        deletes: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let tx = self.write()?;
+        {
+            let mut t = tx.open_table(CONSOLE)?;
+            for (kind, key, value) in puts {
+                t.insert((*kind, *key), encode(value).as_slice())?;
+            }
+            for (kind, key) in deletes {
+                t.remove((*kind, *key))?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends an audit record and removes those older than [`AUDIT_KEPT_MS`].
+    pub fn append_audit(&self, rec: &AuditRecord) -> Result<(), StoreError> {
+        let tx = self.write()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let seq = meta.get("audit_seq")?.map_or(0, |v| v.value()) + 1;
+            meta.insert("audit_seq", seq)?;
+            let mut t = tx.open_table(AUDIT)?;
+            let at = u64::try_from(rec.at_ms).unwrap_or(0);
+            t.insert((at, seq), encode(rec).as_slice())?;
+            let cutoff = u64::try_from(rec.at_ms - AUDIT_KEPT_MS).unwrap_or(0);
+            let old: Vec<(u64, u64)> = t
+                .range(..(cutoff, 0))?
+                .map(|r| r.map(|(k, _)| k.value()))
+                .collect::<Result<_, _>>()?;
+            for k in old {
+                t.remove(k)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Audit records from `since_ms` on, newest first, at most `limit`.
+    pub fn audit(&self, since_ms: i64, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(AUDIT)?;
+        let since = u64::try_from(since_ms).unwrap_or(0);
+        let mut out = Vec::new();
+        for row in t.range((since, 0)..)?.rev().take(limit) {
+            let (k, v) = row?;
+            let (at, seq) = k.value();
+            out.push(decode("audit", &format!("{at}#{seq}"), v.value())?);
+        }
+        Ok(out)
+    }
+}
+
 /// Every table of the store, for backups: a snapshot refuses a store with another table,
 /// so a table added without a backup is found at once, not missing from an archive.
-const TABLE_NAMES: [&str; 4] = ["meta", "bookings", "activity", "outbox"];
+const TABLE_NAMES: [&str; 6] = ["meta", "bookings", "activity", "outbox", "console", "audit"];
 
 /// What a snapshot or a check found in a store: records per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +449,11 @@ pub struct StoreCounts {
     pub bookings: u64,
     pub activity: u64,
     pub outbox: u64,
+    /// Console records (accounts, sessions, tokens); absent in archives of version 1.
+    #[serde(default)]
+    pub console: u64,
+    #[serde(default)]
+    pub audit: u64,
 }
 
 /// A stopped gateway's store held open read-only: while this lives, no gateway can open it
@@ -386,6 +519,18 @@ impl Store {
             decode::<cloud_sync::wire::Event>("outbox", &k.value().to_string(), v.value())?;
             counts.outbox += 1;
         }
+        for row in tx.open_table(CONSOLE)?.iter()? {
+            let (k, v) = row?;
+            let (kind, key) = k.value();
+            decode::<serde_json::Value>("console", &format!("{kind}/{key}"), v.value())?;
+            counts.console += 1;
+        }
+        for row in tx.open_table(AUDIT)?.iter()? {
+            let (k, v) = row?;
+            let (at, seq) = k.value();
+            decode::<AuditRecord>("audit", &format!("{at}#{seq}"), v.value())?;
+            counts.audit += 1;
+        }
         Ok(counts)
     }
 }
@@ -431,6 +576,8 @@ fn snapshot(src: &impl ReadableDatabase, dest: &Path) -> Result<StoreCounts, Sto
         counts.bookings = copy!(BOOKINGS);
         counts.activity = copy!(ACTIVITY);
         counts.outbox = copy!(OUTBOX);
+        counts.console = copy!(CONSOLE);
+        counts.audit = copy!(AUDIT);
     }
     wtx.commit()?;
     Ok(counts)

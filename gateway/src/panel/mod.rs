@@ -25,6 +25,8 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::api::{FloorSnapshot, RoomDto, TimeFmt};
+use crate::console::auth::{Caller, PANEL_COOKIE};
+use crate::console::{Console, Denied, RequestInfo, request_info};
 use crate::i18n::{Lang, Msg};
 use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
 use crate::site::Site;
@@ -368,7 +370,7 @@ fn with<T: Clone + Send>(v: T) -> impl Filter<Extract = (T,), Error = Infallible
 }
 
 /// The page's language and whether it came from `?lang=` (then it is remembered in a cookie).
-fn lang() -> impl Filter<Extract = (Lang, bool), Error = Rejection> + Clone {
+pub(crate) fn lang() -> impl Filter<Extract = (Lang, bool), Error = Rejection> + Clone {
     let query = warp::query::<HashMap<String, String>>()
         .or(warp::any().map(HashMap::new))
         .unify();
@@ -389,21 +391,127 @@ fn lang() -> impl Filter<Extract = (Lang, bool), Error = Rejection> + Clone {
         .untuple_one()
 }
 
-/// The one place a door panel's right to `room` is checked. Today every client that reaches
-/// the gateway may use every panel (the local API has no accounts yet either). Per-room panel
-/// tokens come with the installer console: read the token (cookie or header) here, compare it
-/// with `room`'s, and reject with 401; every `/panel/{room}/…` route already passes through.
-fn panel_access() -> impl Filter<Extract = (String,), Error = Rejection> + Clone {
+/// What a panel or display request was let in with: a cookie to set when the token came in
+/// the URL (`?token=`, the link the installer puts on the tablet), so later requests carry it.
+#[derive(Debug, Clone, Default)]
+pub struct Grant {
+    set_cookie: Option<String>,
+}
+
+impl Grant {
+    fn apply(&self, mut r: warp::reply::Response) -> warp::reply::Response {
+        if let Some(c) = &self.set_cookie {
+            crate::console::set_header(&mut r, warp::http::header::SET_COOKIE, c);
+        }
+        r
+    }
+}
+
+/// The caller of a panel or display request: a token from `?token=`, the panel cookie, a
+/// bearer, or a console session.
+fn panel_caller(c: &Console, req: &RequestInfo) -> (Option<Caller>, Grant) {
+    let query_token = req
+        .query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .filter(|t| !t.is_empty());
+    if let Some(token) = query_token {
+        let caller = c.accounts.token(token).ok().flatten();
+        let set_cookie = caller.as_ref().map(|_| {
+            format!(
+                "{PANEL_COOKIE}={token}; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=315360000"
+            )
+        });
+        return (caller, Grant { set_cookie });
+    }
+    if let Some(token) = cloud_sync::webkit::auth::cookie_value(req.cookie.as_deref(), PANEL_COOKIE)
+        && req.bearer().is_none()
+        && let Ok(Some(caller)) = c.accounts.token(token)
+    {
+        return (Some(caller), Grant::default());
+    }
+    (crate::console::find_caller(c, req), Grant::default())
+}
+
+/// A state change from a panel page must carry `X-Roomgate-Panel: 1` (a header other sites
+/// cannot make a browser send) or, from a console session, its CSRF token; and must not come
+/// from another site.
+fn panel_write_allowed(req: &RequestInfo, caller: &Caller) -> bool {
+    if req.cross_site() {
+        return false;
+    }
+    match caller {
+        Caller::Session { csrf, .. } => {
+            req.headers_panel
+                || req
+                    .csrf
+                    .as_deref()
+                    .is_some_and(|t| cloud_sync::webkit::auth::constant_time_eq(t, csrf))
+        }
+        Caller::Token { .. } => req.headers_panel,
+    }
+}
+
+fn denied(status: StatusCode, reason: &str) -> Rejection {
+    warp::reject::custom(Denied {
+        status,
+        reason: reason.to_owned(),
+        redirect: None,
+    })
+}
+
+/// The one place a door panel's right to `room` is checked: a panel token of that room (or an
+/// API token, or a console session); 401 otherwise, and 403 for a write without the panel
+/// header (see [`panel_write_allowed`]).
+fn panel_access(
+    c: Arc<Console>,
+) -> impl Filter<Extract = (String, Grant), Error = Rejection> + Clone {
     warp::path::param::<String>()
-        .and_then(|room: String| async move { Ok::<String, Rejection>(room) })
+        .and(request_info())
+        .and(warp::any().map(move || c.clone()))
+        .and_then(|room: String, req: RequestInfo, c: Arc<Console>| async move {
+            let (caller, grant) = panel_caller(&c, &req);
+            let Some(caller) = caller.filter(|k| k.may_use_panel(&room)) else {
+                c.accounts.note_unauthenticated();
+                return Err(denied(
+                    StatusCode::UNAUTHORIZED,
+                    "this door panel needs its link with the room's panel token; ask the installer",
+                ));
+            };
+            if req.method == "POST" && !panel_write_allowed(&req, &caller) {
+                c.accounts.note_csrf_refused();
+                return Err(denied(StatusCode::FORBIDDEN, "refused: not sent by the panel page"));
+            }
+            Ok((room, grant))
+        })
+        .untuple_one()
+}
+
+/// The lobby display's check: a display token (or an API token, or a console session).
+fn display_access(c: Arc<Console>) -> impl Filter<Extract = (Grant,), Error = Rejection> + Clone {
+    request_info()
+        .and(warp::any().map(move || c.clone()))
+        .and_then(|req: RequestInfo, c: Arc<Console>| async move {
+            let (caller, grant) = panel_caller(&c, &req);
+            if caller.is_some_and(|k| k.may_see_display()) {
+                Ok(grant)
+            } else {
+                c.accounts.note_unauthenticated();
+                Err(denied(
+                    StatusCode::UNAUTHORIZED,
+                    "the lobby display needs its link with a display token; ask the installer",
+                ))
+            }
+        })
 }
 
 /// The panel and display routes (pages, streams, actions).
 pub fn routes(
     g: GatewayHandle,
     panels: Arc<Panels>,
+    c: Arc<Console>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    let panel = warp::path("panel").and(panel_access());
+    let panel = warp::path("panel").and(panel_access(c.clone()));
     let page = panel
         .clone()
         .and(warp::path::end())
@@ -412,8 +520,17 @@ pub fn routes(
         .and(with(g.clone()))
         .and(with(panels.clone()))
         .map(
-            |room: String, lang: Lang, remember: bool, g: GatewayHandle, p: Arc<Panels>| {
-                remember_lang(panel_page(&g, &p, &room, lang), lang, remember)
+            |room: String,
+             grant: Grant,
+             lang: Lang,
+             remember: bool,
+             g: GatewayHandle,
+             p: Arc<Panels>| {
+                grant.apply(remember_lang(
+                    panel_page(&g, &p, &room, lang),
+                    lang,
+                    remember,
+                ))
             },
         );
     let state = panel
@@ -425,7 +542,7 @@ pub fn routes(
         .and(with(g.clone()))
         .and(with(panels.clone()))
         .map(
-            |room: String, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
+            |room: String, _: Grant, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
                 let snap = g.snapshot();
                 if !snap.rooms.iter().any(|r| r.id == room) {
                     return not_found_json(lang, &room);
@@ -443,7 +560,7 @@ pub fn routes(
         .and(with(g.clone()))
         .and(with(panels.clone()))
         .map(
-            |room: String, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
+            |room: String, _: Grant, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
                 if !g.snapshot().rooms.iter().any(|r| r.id == room) {
                     return not_found_json(lang, &room);
                 }
@@ -466,6 +583,7 @@ pub fn routes(
         .and(with(panels.clone()))
         .then(
             |room: String,
+             _: Grant,
              what: String,
              lang: Lang,
              _: bool,
@@ -480,30 +598,40 @@ pub fn routes(
     let display = warp::path("display")
         .and(warp::path::end())
         .and(warp::get())
+        .and(display_access(c.clone()))
         .and(lang())
         .and(with(g.clone()))
         .and(with(panels.clone()))
         .map(
-            |lang: Lang, remember: bool, g: GatewayHandle, p: Arc<Panels>| {
-                remember_lang(display_page(&g, &p, lang), lang, remember)
+            |grant: Grant, lang: Lang, remember: bool, g: GatewayHandle, p: Arc<Panels>| {
+                grant.apply(remember_lang(display_page(&g, &p, lang), lang, remember))
             },
         );
     let display_state = warp::path!("display" / "state")
         .and(warp::get())
+        .and(display_access(c.clone()))
         .and(lang())
         .and(with(g.clone()))
         .and(with(panels.clone()))
-        .map(|lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
-            warp::reply::json(&floor_view(&g.snapshot(), &p, &g.time, lang, None)).into_response()
-        });
+        .map(
+            |_: Grant, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
+                warp::reply::json(&floor_view(&g.snapshot(), &p, &g.time, lang, None))
+                    .into_response()
+            },
+        );
     let floor_events = warp::path!("display" / "events")
         .or(warp::path!("api" / "events"))
         .unify()
         .and(warp::get())
+        .and(display_access(c))
         .and(lang())
         .and(with(g))
         .and(with(panels))
-        .map(|lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| sse(stream(g, p, lang, None)));
+        .map(
+            |_: Grant, lang: Lang, _: bool, g: GatewayHandle, p: Arc<Panels>| {
+                sse(stream(g, p, lang, None))
+            },
+        );
     page.or(state)
         .unify()
         .or(events)

@@ -85,7 +85,7 @@ async function act(what, payload) {
   let answer;
   try {
     const r = await fetch("/panel/" + encodeURIComponent(ROOM) + "/" + what + Q, {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(payload || {}),
+      method: "POST", headers: { "content-type": "application/json", "x-roomgate-panel": "1" }, body: JSON.stringify(payload || {}),
     });
     const a = await r.json().catch(() => ({ ok: false, message: r.statusText }));
     answer = [!!a.ok, a.message || a.error, a.detail];
