@@ -910,3 +910,68 @@ pub fn redirect_to_https(
             },
         )
 }
+
+/// The answer to a console form that was refused: 422 with each error next to its field
+/// (`console.js` puts `message` into `<small class="err" data-for="FIELD">`) and the rest
+/// above the button.
+pub fn form_errors(fields: &[(String, String)], general: Option<&str>) -> Response {
+    let errors: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|(f, m)| serde_json::json!({ "field": f, "message": m }))
+        .collect();
+    let mut body = serde_json::json!({ "errors": errors });
+    if let Some(g) = general {
+        body["error"] = serde_json::Value::String(g.to_owned());
+    }
+    warp::reply::with_status(warp::reply::json(&body), StatusCode::UNPROCESSABLE_ENTITY)
+        .into_response()
+}
+
+/// The answer to a console form that worked: a message shown in the form's `.form-result`.
+pub fn form_done(message: &str) -> Response {
+    warp::reply::json(&serde_json::json!({ "message": message })).into_response()
+}
+
+/// The answer to a console form that worked and leads elsewhere (or `reload`s this page).
+pub fn form_go(url: &str) -> Response {
+    if url == "reload" {
+        return warp::reply::json(&serde_json::json!({ "reload": true })).into_response();
+    }
+    warp::reply::json(&serde_json::json!({ "redirect": url })).into_response()
+}
+
+/// The console as a filter argument.
+pub fn with_console(
+    c: &Arc<Console>,
+) -> impl Filter<Extract = (Arc<Console>,), Error = Infallible> + Clone + use<> {
+    let c = c.clone();
+    warp::any().map(move || c.clone())
+}
+
+/// A console page's language: `?lang=`, then the `lang` cookie, then `Accept-Language`; a
+/// tap on the switch is remembered in the cookie (see [`remember`]).
+pub fn page_lang() -> impl Filter<Extract = (Lang, bool), Error = Rejection> + Clone {
+    crate::panel::lang()
+}
+
+/// Sets the `lang` cookie when the page's language was chosen with `?lang=`.
+pub fn remember(mut r: Response, lang: Lang, chosen: bool) -> Response {
+    if chosen {
+        set_header(
+            &mut r,
+            header::SET_COOKIE,
+            &format!(
+                "lang={}; Path=/; Max-Age=31536000; SameSite=Lax",
+                lang.tag()
+            ),
+        );
+    }
+    r
+}
+
+/// A time in the site's zone for pages and logs: `YYYY-MM-DD HH:MM:SS` (RFC 3339 without
+/// the offset).
+pub fn local_time(g: &crate::runtime::GatewayHandle, ms: i64) -> String {
+    let t = g.time.rfc3339(scenes::Timestamp::from_millis(ms));
+    t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
+}
