@@ -24,6 +24,7 @@ use crate::duration::parse_span;
 mod csv;
 mod devices;
 mod diff;
+pub mod edit;
 mod export;
 mod telemetry;
 
