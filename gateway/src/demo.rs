@@ -50,17 +50,8 @@ impl DemoFloor {
             sims.insert(id, SimDevice::spawn(kind, any).await?);
             Ok(())
         };
-        spawn("lights".into(), SimKind::LightModule).await?;
-        spawn("sockets".into(), SimKind::SocketModule).await?;
-        spawn("pir".into(), SimKind::PirInput).await?;
-        spawn("curtain-103".into(), SimKind::CurtainMotor).await?;
-        spawn("doors".into(), SimKind::SocketModule).await?;
-        spawn("ventilation".into(), SimKind::LightModule).await?;
-        for r in HVAC_ROOMS {
-            spawn(format!("hvac-{r}"), SimKind::HvacController).await?;
-        }
-        for r in STATUS_ROOMS {
-            spawn(format!("status-{r}"), SimKind::StatusLight).await?;
+        for (id, kind) in tcp_sims() {
+            spawn(id, kind).await?;
         }
         let rtu = RtuSimBus::spawn_tcp(any, &[(1, SimKind::LightModule)]).await?;
         let bacnet = BacnetSim::start(BacnetSimConfig::loopback(101))
@@ -76,54 +67,11 @@ impl DemoFloor {
 
     /// The demo site file with this floor's simulator ports filled in.
     pub fn site_toml(&self, timezone: &str) -> String {
-        let mut hvac = String::new();
-        for r in HVAC_ROOMS {
-            let _ = write!(
-                hvac,
-                r#"
-[[devices]]
-id = "hvac-{r}"
-name = "HVAC controller, room {r}"
-protocol = "modbus-tcp"
-host = "127.0.0.1"
-port = @hvac-{r}@
-points = [
-  {{ id = "power", table = "coil", address = 0, type = "bool" }},
-  {{ id = "mode", table = "holding_register", address = 0, type = "u16" }},
-  {{ id = "setpoint", table = "holding_register", address = 1, type = "f32", unit = "°C" }},
-  {{ id = "temperature", table = "input_register", address = 0, type = "f32", unit = "°C" }},
-  {{ id = "co2", table = "input_register", address = 2, type = "u16", unit = "ppm" }},
-]
-"#
-            );
-        }
-        let mut status = String::new();
-        for r in STATUS_ROOMS {
-            let _ = write!(
-                status,
-                r#"
-[[devices]]
-id = "status-{r}"
-name = "Status light, room {r}"
-protocol = "modbus-tcp"
-host = "127.0.0.1"
-port = @status-{r}@
-points = [{{ id = "colour", table = "holding_register", address = 0, type = "u16" }}]
-"#
-            );
-        }
-        let mut s = TEMPLATE
-            .replace("@HVAC@", &hvac)
-            .replace("@STATUS@", &status)
-            .replace("@TZ@", timezone);
-        for (id, sim) in &self.sims {
-            s = s.replace(&format!("@{id}@"), &sim.addr().port().to_string());
-        }
-        s.replace(
-            "@rtu@",
-            &self.rtu.addr().map_or(0, |a| a.port()).to_string(),
-        )
-        .replace("@bacnet@", &self.bacnet.addr().to_string())
+        let ports: BTreeMap<String, u16> = (self.sims.iter())
+            .map(|(id, sim)| (id.clone(), sim.addr().port()))
+            .collect();
+        let rtu = self.rtu.addr().map_or(0, |a| a.port());
+        site_text(timezone, &ports, rtu, self.bacnet.addr().into())
     }
 
     fn pir(&self, room: &str, present: bool) {
@@ -141,6 +89,97 @@ points = [{{ id = "colour", table = "holding_register", address = 0, type = "u16
         self.rtu.shutdown();
         let _ = self.bacnet.stop().await;
     }
+}
+
+/// The Modbus TCP simulators of the demo floor: device id and kind.
+fn tcp_sims() -> Vec<(String, SimKind)> {
+    let mut sims: Vec<(String, SimKind)> = [
+        ("lights", SimKind::LightModule),
+        ("sockets", SimKind::SocketModule),
+        ("pir", SimKind::PirInput),
+        ("curtain-103", SimKind::CurtainMotor),
+        ("doors", SimKind::SocketModule),
+        ("ventilation", SimKind::LightModule),
+    ]
+    .into_iter()
+    .map(|(id, kind)| (id.to_owned(), kind))
+    .collect();
+    for r in HVAC_ROOMS {
+        sims.push((format!("hvac-{r}"), SimKind::HvacController));
+    }
+    for r in STATUS_ROOMS {
+        sims.push((format!("status-{r}"), SimKind::StatusLight));
+    }
+    sims
+}
+
+/// The demo site file with the simulators' ports (Modbus TCP devices by id, the serial
+/// server of the RS-485 line) and the BACnet controller's address filled in.
+fn site_text(
+    timezone: &str,
+    ports: &BTreeMap<String, u16>,
+    rtu_port: u16,
+    bacnet: SocketAddr,
+) -> String {
+    let mut hvac = String::new();
+    for r in HVAC_ROOMS {
+        let _ = write!(
+            hvac,
+            r#"
+[[devices]]
+id = "hvac-{r}"
+name = "HVAC controller, room {r}"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+port = @hvac-{r}@
+points = [
+  {{ id = "power", table = "coil", address = 0, type = "bool" }},
+  {{ id = "mode", table = "holding_register", address = 0, type = "u16" }},
+  {{ id = "setpoint", table = "holding_register", address = 1, type = "f32", unit = "°C" }},
+  {{ id = "temperature", table = "input_register", address = 0, type = "f32", unit = "°C" }},
+  {{ id = "co2", table = "input_register", address = 2, type = "u16", unit = "ppm" }},
+]
+"#
+        );
+    }
+    let mut status = String::new();
+    for r in STATUS_ROOMS {
+        let _ = write!(
+            status,
+            r#"
+[[devices]]
+id = "status-{r}"
+name = "Status light, room {r}"
+protocol = "modbus-tcp"
+host = "127.0.0.1"
+port = @status-{r}@
+points = [{{ id = "colour", table = "holding_register", address = 0, type = "u16" }}]
+"#
+        );
+    }
+    let mut s = TEMPLATE
+        .replace("@HVAC@", &hvac)
+        .replace("@STATUS@", &status)
+        .replace("@TZ@", timezone);
+    for (id, port) in ports {
+        s = s.replace(&format!("@{id}@"), &port.to_string());
+    }
+    s.replace("@rtu@", &rtu_port.to_string())
+        .replace("@bacnet@", &bacnet.to_string())
+}
+
+/// The demo site with made-up ports, for unit tests that load it without simulators.
+#[cfg(test)]
+pub(crate) fn site_for_tests() -> String {
+    let ports: BTreeMap<String, u16> = (tcp_sims().into_iter().zip(15_020u16..))
+        .map(|((id, _), port)| (id, port))
+        .collect();
+    site_text(
+        "Europe/Berlin",
+        &ports,
+        15_001,
+        ([127, 0, 0, 1], 47_809).into(),
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -223,7 +223,7 @@ pub fn export_points(doc: &SiteDocument, device: &str) -> Result<String, PointsC
 }
 
 /// A value as a spreadsheet cell.
-fn cell(column: &str, v: &Value) -> String {
+pub(super) fn cell(column: &str, v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Integer(i) => i.to_string(),
@@ -458,7 +458,7 @@ fn parse_cell(column: &str, text: &str, sep: u8) -> Result<Value, String> {
 }
 
 /// `0=off; 1=heat`, with `;;` for a `;` inside a label.
-fn parse_labels(text: &str) -> Result<Table, String> {
+pub(super) fn parse_labels(text: &str) -> Result<Table, String> {
     let mut entries = Vec::new();
     let mut current = String::new();
     let mut chars = text.chars().peekable();

@@ -24,6 +24,7 @@ use crate::duration::parse_span;
 mod csv;
 mod devices;
 mod diff;
+pub mod edit;
 mod export;
 mod telemetry;
 
@@ -1194,46 +1195,42 @@ fn check_binding(
         ck.err(target, path, msg);
         return None;
     };
-    let access: Access = def.access;
-    if cap.is_output() && !access.can_write() {
-        ck.err(
-            target,
-            path,
-            format!(
-                "point '{text}' is read-only, but {} is written by the gateway",
-                cap.key()
-            ),
-        );
-        return None;
-    }
-    if !cap.is_output() && !access.can_read() {
-        ck.err(
-            target,
-            path,
-            format!(
-                "point '{text}' is write-only, but {} must be read",
-                cap.key()
-            ),
-        );
-        return None;
-    }
-    if cap.wants_bool() != def.is_bool {
-        ck.err(
-            target,
-            path,
-            format!(
-                "{} needs a {} point, but '{text}' is {}",
-                cap.key(),
-                if cap.wants_bool() { "bool" } else { "numeric" },
-                if def.is_bool { "bool" } else { "numeric" },
-            ),
-        );
+    if let Err(message) = binding_fits(cap, def, text) {
+        ck.err(target, path, message);
         return None;
     }
     Some(PointRef {
         device: dev.to_owned(),
         point: point.to_owned(),
     })
+}
+
+/// Whether point `def` (named `text`, `device/point`) can be bound to `cap`: a written
+/// capability needs a writable point, a read one a readable point, and the on/off ones a bool
+/// point. `Err` says why not. (The console offers only the points that fit.)
+fn binding_fits(cap: Capability, def: &PointDef, text: &str) -> Result<(), String> {
+    let access: Access = def.access;
+    if cap.is_output() && !access.can_write() {
+        return Err(format!(
+            "point '{text}' is read-only, but {} is written by the gateway",
+            cap.key()
+        ));
+    }
+    if !cap.is_output() && !access.can_read() {
+        return Err(format!(
+            "point '{text}' is write-only, but {} must be read",
+            cap.key()
+        ));
+    }
+    if cap.wants_bool() != def.is_bool {
+        return Err(format!(
+            "{} needs a {} point, but '{text}' is {}",
+            cap.key(),
+            if cap.wants_bool() { "bool" } else { "numeric" },
+            if def.is_bool { "bool" } else { "numeric" },
+        ));
+    }
+    Ok(())
 }
 
 fn on_off(v: &OnOffOrLevel) -> Result<(bool, Option<u8>), String> {
