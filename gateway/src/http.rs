@@ -78,11 +78,19 @@ pub async fn serve(
     }
     let c = parts.console;
     let g = parts.gateway;
+    let pages = crate::console::page_routes(&crate::console::PageCtx {
+        console: c.clone(),
+        gateway: g.clone(),
+        site: parts.site.clone(),
+    });
     let files = site_routes(g.clone(), parts.site, c.clone())
         .or(backup_routes(g.clone(), parts.backup, c.clone()))
         .unify()
         .boxed();
-    let all = files
+    let all = pages
+        .or(files)
+        .unify()
+        .boxed()
         .or(routes(g, panels, parts.metrics, c))
         .unify()
         .boxed();
@@ -630,14 +638,7 @@ pub fn site_routes(
                 match source.change(&g, text, dry_run).await {
                     Ok(answer) => {
                         if !dry_run {
-                            let detail = serde_json::to_value(&answer)
-                                .ok()
-                                .and_then(|v| v.get("diff").cloned())
-                                .map(|d| match d {
-                                    serde_json::Value::String(s) => s,
-                                    other => other.to_string(),
-                                })
-                                .unwrap_or_default();
+                            let detail = answer.diff.join("\n");
                             c.audit(&caller, &req.from(), "site.change", "site file", &detail);
                         }
                         warp::reply::json(&answer).into_response()

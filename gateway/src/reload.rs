@@ -263,6 +263,37 @@ impl SiteSource {
     ) -> Result<SiteAnswer, SiteRefusal> {
         let new = SiteDocument::load(text).map_err(SiteRefusal::Invalid)?;
         let mut current = self.doc.lock().await;
+        self.apply_locked(&mut current, g, new, Some(text), dry_run)
+            .await
+    }
+
+    /// An edit of the running site (a console form): `edit` gets the current document and
+    /// returns the new one, or its own refusal (field errors) which is handed back untouched.
+    /// The site is held from the read to the write, so two edits never undo each other.
+    pub async fn edit<E>(
+        &self,
+        g: &GatewayHandle,
+        dry_run: bool,
+        edit: impl FnOnce(&SiteDocument) -> Result<SiteDocument, E>,
+    ) -> Result<Result<SiteAnswer, SiteRefusal>, E> {
+        let mut current = self.doc.lock().await;
+        let Some(doc) = current.as_ref() else {
+            return Ok(Err(SiteRefusal::NoDocument));
+        };
+        let new = edit(doc)?;
+        Ok(self.apply_locked(&mut current, g, new, None, dry_run).await)
+    }
+
+    /// Diffs, plans or applies `new`, and writes it (`text` as posted, comments kept, or the
+    /// document rendered) where the site was loaded from.
+    async fn apply_locked(
+        &self,
+        current: &mut Option<SiteDocument>,
+        g: &GatewayHandle,
+        new: SiteDocument,
+        text: Option<&str>,
+        dry_run: bool,
+    ) -> Result<SiteAnswer, SiteRefusal> {
         let diff = match current.as_ref() {
             Some(old) => match crate::site::diff(old, &new) {
                 Ok(d) if d.is_empty() => vec!["no changes".to_owned()],
@@ -281,6 +312,16 @@ impl SiteSource {
                 file: "dry run: nothing applied or written".into(),
             });
         }
+        let rendered;
+        let text = match text {
+            Some(t) => t,
+            None => {
+                rendered = new
+                    .to_toml()
+                    .map_err(|e| SiteRefusal::Gateway(ApiError::Unavailable(e.to_string())))?;
+                &rendered
+            }
+        };
         let report = g.apply_site(site).await.map_err(SiteRefusal::Gateway)?;
         {
             let listeners =

@@ -975,3 +975,77 @@ pub fn local_time(g: &crate::runtime::GatewayHandle, ms: i64) -> String {
     let t = g.time.rfc3339(scenes::Timestamp::from_millis(ms));
     t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
 }
+
+/// Applies a console form's edit of the site (`crate::site::edit`) and answers the form: its
+/// field errors (422), the gateway's refusal, or `reload` (or `then`) after the change is live
+/// and written back to the site file. The change goes into the audit log with its diff.
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_edit(
+    c: &Console,
+    caller: &Caller,
+    req: &RequestInfo,
+    g: &crate::runtime::GatewayHandle,
+    source: &crate::reload::SiteSource,
+    action: &str,
+    target: &str,
+    then: &str,
+    edit: impl FnOnce(
+        &crate::site::SiteDocument,
+    ) -> Result<crate::site::SiteDocument, crate::site::edit::FormErrors>,
+) -> Response {
+    match source.edit(g, false, edit).await {
+        Err(errors) => {
+            let fields: Vec<(String, String)> = errors
+                .fields
+                .iter()
+                .map(|f| (f.field.clone(), f.message.clone()))
+                .collect();
+            let general = errors.form.join("; ");
+            form_errors(&fields, (!general.is_empty()).then_some(general.as_str()))
+        }
+        Ok(Err(refusal)) => {
+            let mut text = refusal.to_string();
+            for e in refusal.errors() {
+                text.push_str(&format!("\n{}: {}", e.path, e.message));
+            }
+            form_errors(&[], Some(&text))
+        }
+        Ok(Ok(answer)) => {
+            c.audit(caller, &req.from(), action, target, &answer.diff.join("\n"));
+            form_go(then)
+        }
+    }
+}
+
+/// What the console's pages work with.
+#[derive(Clone)]
+pub struct PageCtx {
+    pub console: Arc<Console>,
+    pub gateway: crate::runtime::GatewayHandle,
+    pub site: Arc<crate::reload::SiteSource>,
+}
+
+impl std::fmt::Debug for PageCtx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCtx").finish_non_exhaustive()
+    }
+}
+
+/// The context as a filter argument.
+pub fn with_ctx(
+    ctx: &PageCtx,
+) -> impl Filter<Extract = (PageCtx,), Error = Infallible> + Clone + use<> {
+    let ctx = ctx.clone();
+    warp::any().map(move || ctx.clone())
+}
+
+/// Every console page (each module adds its routes here; boxed at each step, see
+/// ARCHITECTURE.md on warp's compile times).
+pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
+    // A route that never matches, so the chain below can start uniformly.
+    let none = warp::any()
+        .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
+        .boxed();
+    let _ = ctx;
+    none
+}
