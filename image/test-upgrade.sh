@@ -56,11 +56,19 @@ systemd=
 [ -n "$systemd" ] && echo "test-upgrade: systemd is running: the packages start the services" ||
     echo "test-upgrade: no systemd: the gateway is run by this script as user roomgate"
 
-port=8080
-base="http://127.0.0.1:$port"
+port=8443
+base="https://127.0.0.1:$port"
+# The console's own certificate (generated on first start, it lists 127.0.0.1) and the local
+# command line's token (rewritten at every start): what `gateway backup` uses too.
+api() {
+    curl -fsS --cacert /var/lib/roomgate/certs/console.crt \
+        -H "Authorization: Bearer $(cat /var/lib/roomgate/cli-token)" "$@"
+}
 wait_healthy() {
     for _ in $(seq 1 100); do
-        curl -fsS "$base/healthz" >/dev/null 2>&1 && return 0
+        [ -f /var/lib/roomgate/certs/console.crt ] &&
+            curl -fsS --cacert /var/lib/roomgate/certs/console.crt "$base/healthz" >/dev/null 2>&1 &&
+            return 0
         sleep 0.2
     done
     fail "the gateway did not answer $base/healthz"
@@ -91,13 +99,13 @@ dpkg_install "$old_gateway" "$old_hub"
 id roomgate >/dev/null 2>&1 || fail "user roomgate not created"
 id -nG roomgate | grep -qw dialout || fail "roomgate is not in dialout"
 id roomgate-hub >/dev/null 2>&1 || fail "user roomgate-hub not created"
-[ "$(stat -c '%a %U %G' /etc/roomgate)" = "750 root roomgate" ] ||
-    fail "/etc/roomgate is $(stat -c '%a %U %G' /etc/roomgate), not 750 root roomgate"
+[ "$(stat -c '%a %U %G' /etc/roomgate)" = "770 root roomgate" ] ||
+    fail "/etc/roomgate is $(stat -c '%a %U %G' /etc/roomgate), not 770 root roomgate"
 [ "$(stat -c '%a' /etc/roomgate/hub.env)" = 640 ] || fail "hub.env is not 0640"
 [ -L /etc/systemd/system/multi-user.target.wants/gateway.service ] || fail "gateway.service not enabled"
 [ ! -e /etc/systemd/system/multi-user.target.wants/hub.service ] || fail "hub.service enabled on install"
 [ -z "$systemd" ] || ! systemctl is-active --quiet hub || fail "hub.service started on install"
-ok "installed: users, /etc/roomgate 0750 root:roomgate, gateway enabled, hub not enabled"
+ok "installed: users, /etc/roomgate 0770 root:roomgate, gateway enabled, hub not enabled"
 
 # The administrator's configuration: a room in the site file, a broker in hub.env.
 cat >>/etc/roomgate/site.toml <<'TOML'
@@ -113,7 +121,7 @@ site_sum=$(sha256sum /etc/roomgate/site.toml)
 env_sum=$(sha256sum /etc/roomgate/hub.env)
 [ -z "$systemd" ] || systemctl restart gateway
 start_gateway
-booking=$(curl -fsS -X POST "$base/api/rooms/t1/bookings" -H 'content-type: application/json' \
+booking=$(api -X POST "$base/api/rooms/t1/bookings" -H 'content-type: application/json' \
     -d '{"minutes": 30, "subject": "survives the upgrade", "organizer": "ana@example.com"}') ||
     fail "booking not accepted"
 booking_id=$(printf '%s' "$booking" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -132,8 +140,8 @@ if [ -n "$systemd" ]; then
     [ "$(systemctl show -p MainPID --value gateway)" != "$pid_before" ] || fail "gateway.service not restarted"
 fi
 start_gateway
-curl -fsS "$base/api/rooms/t1" | grep -q "$booking_id" || fail "booking $booking_id lost in the upgrade"
-curl -fsS "$base/metrics" | grep -q '^roomgate_build_info' || fail "no build info after the upgrade"
+api "$base/api/rooms/t1" | grep -q "$booking_id" || fail "booking $booking_id lost in the upgrade"
+api "$base/metrics" | grep -q '^roomgate_build_info' || fail "no build info after the upgrade"
 stop_gateway
 ok "upgraded: configuration kept, gateway restarted, booking still there"
 

@@ -80,6 +80,12 @@ enum Command {
         #[arg(long)]
         verify_only: bool,
     },
+    /// Console accounts, while the gateway is stopped (its store is locked while it runs): the
+    /// way back in when the only installer's password is lost.
+    Account {
+        #[command(subcommand)]
+        action: AccountAction,
+    },
     /// Run a simulated floor on loopback with people using it.
     Demo {
         /// The console's HTTPS address.
@@ -94,6 +100,19 @@ enum Command {
         /// Print the demo's site file (with the simulators' ports) and exit.
         #[arg(long)]
         print_site: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountAction {
+    /// Add an account; the password is read from stdin (one line).
+    Add {
+        #[arg(long)]
+        data: PathBuf,
+        name: String,
+        /// installer or operator.
+        #[arg(long, default_value = "installer")]
+        role: String,
     },
 }
 
@@ -136,6 +155,9 @@ fn main() -> ExitCode {
             from,
             verify_only,
         } => return report(restore(site, data, from, *verify_only)),
+        Command::Account {
+            action: AccountAction::Add { data, name, role },
+        } => return report(account_add(data, name, role)),
         _ => {}
     }
     let rt = match tokio::runtime::Runtime::new() {
@@ -156,7 +178,10 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Check { .. } | Command::Backup { .. } | Command::Restore { .. } => Ok(()),
+        Command::Check { .. }
+        | Command::Backup { .. }
+        | Command::Restore { .. }
+        | Command::Account { .. } => Ok(()),
         Command::Run {
             site,
             data,
@@ -315,6 +340,32 @@ fn backup(
             .iter()
             .map(|n| format!("  not included: {} ({})\n", n.what, n.why))
             .collect::<String>()
+    ))
+}
+
+/// `gateway account add`: straight into the stopped gateway's store.
+fn account_add(data: &std::path::Path, name: &str, role: &str) -> anyhow::Result<String> {
+    use gateway::console::auth::{Accounts, AuthConfig, Role};
+    let role = Role::parse(role)
+        .ok_or_else(|| anyhow::anyhow!("--role must be installer or operator, not '{role}'"))?;
+    let store = gateway::store::Store::open(data).with_context(|| {
+        format!(
+            "opening the store in {} (stop the gateway first)",
+            data.display()
+        )
+    })?;
+    let accounts = Accounts::open(Arc::new(store), data, AuthConfig::default())?;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_line(&mut password)
+        .context("reading the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']);
+    let now = jiff::Timestamp::now().as_millisecond();
+    let info = accounts.add_local(now, name, role, password)?;
+    Ok(format!(
+        "account '{}' ({}) added\n",
+        info.name,
+        info.role.key()
     ))
 }
 

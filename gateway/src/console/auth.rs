@@ -589,6 +589,30 @@ impl Accounts {
         Ok(info)
     }
 
+    /// Creates an account from the gateway's own command line (the store of a stopped gateway;
+    /// audited as `local command line`). Setup, if pending, is then done.
+    pub fn add_local(
+        &self,
+        now_ms: i64,
+        name: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<AccountInfo, AuthError> {
+        let info =
+            self.add_account_unchecked(now_ms, "local command line", name, role, password)?;
+        *self.lock_code() = None;
+        let _ = std::fs::remove_file(&self.setup_path);
+        self.audit(
+            now_ms,
+            "local command line",
+            "",
+            "account.add",
+            &info.name,
+            role.key(),
+        );
+        Ok(info)
+    }
+
     /// Every account, by name.
     pub fn accounts(&self) -> Result<Vec<AccountInfo>, AuthError> {
         self.store
