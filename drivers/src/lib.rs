@@ -15,6 +15,8 @@
 //! * [`modbus::rtu`]: Modbus RTU buses (RS-485 ports via tokio-serial, or serial servers over
 //!   TCP). One owner task per bus serializes every unit on it; one [`DeviceHandle`] per unit.
 //!   Its module docs list the site-file settings a bus and its units need.
+//! * [`modbus::scan`]: which unit ids answer on an RS-485 bus (through its owner task) or at
+//!   a Modbus TCP address, for the installer console.
 //! * [`bacnet`]: BACnet/IP. One [`bacnet::BacnetNetwork`] per interface owns the UDP socket
 //!   (port 47808 is shared by every BACnet device); one owner task per device behind a
 //!   [`device::DeviceHandle`] (Who-Is/I-Am, COV subscriptions, RPM/RP polling, writes at a

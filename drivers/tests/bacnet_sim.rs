@@ -456,8 +456,10 @@ async fn directed_discovery_and_object_listing() {
     assert_eq!(temperature.object, object(sim::TEMPERATURE));
     assert_eq!(temperature.kind, Some(ValueKind::Real));
     assert_eq!(temperature.present_value, Some(Value::Number(21.5)));
+    assert_eq!(temperature.units.as_deref(), Some("degrees-celsius"));
     let light = by_name.get("light").expect("light listed");
     assert_eq!(light.present_value, Some(Value::Bool(false)));
+    assert_eq!(light.units, None, "binary objects have no units");
     assert!(
         objects
             .iter()

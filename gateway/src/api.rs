@@ -66,12 +66,29 @@ pub struct BusDto {
     pub id: String,
     pub open: bool,
     pub frames_per_second: f64,
+    /// Requests sent (retries and scan probes included).
     pub frames_sent: u64,
     pub frames_received: u64,
+    /// Garbage, bad CRCs and stray frames, skipped.
     pub bad_frames: u64,
     pub timeouts: u64,
     pub exceptions: u64,
     pub transport_errors: u64,
+    /// The last failure of the port (open, read, write), kept after it reopens.
+    pub last_error: Option<String>,
+    /// The units on the line, in site order.
+    pub units: Vec<BusUnitDto>,
+}
+
+/// One unit of an RS-485 bus: where it stands on the line (its counters are its device's).
+#[derive(Debug, Clone, Serialize)]
+pub struct BusUnitDto {
+    pub device: String,
+    pub unit: u8,
+    /// "connecting", "online", "quarantined" or "stopped".
+    pub state: &'static str,
+    /// Block reads answered (exceptions included).
+    pub polls: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,9 +147,13 @@ pub struct DeviceDto {
     pub state: &'static str,
     pub last_error: Option<String>,
     pub requests: u64,
+    /// Answers received, exceptions included.
+    pub responses: u64,
     pub timeouts: u64,
     pub exceptions: u64,
     pub transport_errors: u64,
+    /// Garbage, bad CRCs and stray frames on the device's line (RTU units, serial devices).
+    pub bad_frames: u64,
 }
 
 /// `POST /api/rooms/{id}/bookings`: either `start` and `end`, or `minutes` from now.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drivers::device::{CredentialRead, DeviceHandle, LinkState, PointUpdate};
-use drivers::modbus::rtu::{RtuBus, RtuBusStats};
+use drivers::modbus::rtu::{RtuBus, RtuBusStats, UnitState};
 use drivers::point::Value;
 use scenes::{
     Booking, BookingId, CheckInMethod, Engine, EngineError, Event, Occupancy, OutcomeKind, Output,
@@ -20,7 +20,8 @@ use scenes::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::{
-    ActivityDto, BookingDto, BusDto, DeviceDto, FloorSnapshot, PointDto, RoomDto, TimeFmt,
+    ActivityDto, BookingDto, BusDto, BusUnitDto, DeviceDto, FloorSnapshot, PointDto, RoomDto,
+    TimeFmt,
 };
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
@@ -34,9 +35,14 @@ const RECENT_ACTIVITY: usize = 30;
 /// for its devices' requests to end).
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 
-// Site reloads (`apply`) and the field owners they start and stop (`field`).
+// Site reloads (`apply`), the field owners they start and stop (`field`), and the installer
+// console's commissioning operations (`commission`).
 mod apply;
+mod commission;
 mod field;
+pub use commission::{
+    FoundDevice, ObjectSummary, PointReading, PointWriteAnswer, ScanProbe, ScanTarget, UnitAnswer,
+};
 pub(crate) use field::FieldParts;
 use field::{Field, FieldOutputs};
 /// Telemetry batches waiting for the sync agent (it publishes each at once).
@@ -127,6 +133,8 @@ enum Request {
     HubLink(bool),
     /// Resolves once everything sent before it, and the clock as it is now, is processed.
     Settle(Reply<()>),
+    /// What the commissioning operations need of the field (`commission.rs`).
+    FieldView(Reply<commission::FieldView>),
     /// A changed site: planned, and applied unless `dry_run` (`apply.rs`).
     ApplySite {
         site: Box<Site>,
@@ -542,6 +550,10 @@ impl MainLoop {
                         let result = self.apply_site(*site, dry_run).await;
                         let _ = reply.send(result);
                     }
+                    // The field's owners are behind the lock a reload holds.
+                    Some(Request::FieldView(reply)) => {
+                        let _ = reply.send(Ok(self.field_view().await));
+                    }
                     Some(r) => self.handle_request(r),
                     None => break,
                 },
@@ -885,6 +897,12 @@ impl MainLoop {
                 // `run` takes these before they get here: applying one awaits the field.
                 let _ = reply.send(Err(ApiError::Unavailable(
                     "a site change must go through the main loop".into(),
+                )));
+            }
+            Request::FieldView(reply) => {
+                // `run` takes these before they get here, for the same reason.
+                let _ = reply.send(Err(ApiError::Unavailable(
+                    "the field must be looked at from the main loop".into(),
                 )));
             }
             Request::Settle(reply) => {
@@ -1263,9 +1281,11 @@ impl MainLoop {
                     },
                     last_error: h.last_error.clone(),
                     requests: h.counters.requests,
+                    responses: h.counters.responses,
                     timeouts: h.counters.timeouts,
                     exceptions: h.counters.exceptions,
                     transport_errors: h.counters.transport_errors,
+                    bad_frames: h.counters.bad_frames,
                 })
             })
             .collect();
@@ -1286,6 +1306,20 @@ impl MainLoop {
                     timeouts: s.timeouts,
                     exceptions: s.exceptions,
                     transport_errors: s.transport_errors,
+                    last_error: s.last_error.clone(),
+                    units: (s.units.iter())
+                        .map(|u| BusUnitDto {
+                            device: u.device.clone(),
+                            unit: u.unit,
+                            state: match u.state {
+                                UnitState::Connecting => "connecting",
+                                UnitState::Online => "online",
+                                UnitState::Quarantined => "quarantined",
+                                UnitState::Stopped => "stopped",
+                            },
+                            polls: u.polls,
+                        })
+                        .collect(),
                 }
             })
             .collect();

@@ -100,8 +100,9 @@
 //!
 //! [`BacnetNetwork::discover`] sends a Who-Is (broadcast or to one address) and returns the
 //! devices whose I-Am arrived within the wait ([`FoundDevice`]: instance, address, vendor).
-//! [`BacnetNetwork::list_objects`] reads a device's Object_List and each object's name and
-//! Present_Value ([`ObjectSummary`]).
+//! [`BacnetNetwork::list_objects`] reads a device's Object_List and each object's name,
+//! Present_Value and units ([`ObjectSummary`]); [`BacnetNetwork::list_objects_at`] finds a
+//! device not seen yet with a Who-Is to its address.
 //!
 //! # Simulator
 //!
@@ -117,7 +118,7 @@ pub use bacnet_types::enums::{ObjectType, PropertyIdentifier};
 pub use bacnet_types::primitives::PropertyValue;
 pub use network::{
     BacnetDeviceConfig, BacnetNetwork, BacnetNetworkConfig, DeviceAddress, FoundDevice,
-    NetworkError, ObjectSummary,
+    NetworkError, ObjectSummary, units_name,
 };
 pub use point::{
     BacnetPoint, BacnetPointError, DEFAULT_PRIORITY, ObjectRef, ValueKind, parse_property,

@@ -13,7 +13,7 @@ use bacnet_services::who_is::DeviceInstanceRange;
 use bacnet_transport::bip::{BipMode, BipTransport, ForeignDeviceConfig};
 use bacnet_transport::bvll::{decode_bip_mac, encode_bip_mac};
 use bacnet_types::constructed::{PropertyReference, ReadAccessSpecification};
-use bacnet_types::enums::{ObjectType, PropertyIdentifier};
+use bacnet_types::enums::{EngineeringUnits, ObjectType, PropertyIdentifier};
 use bacnet_types::error::Error as BacnetError;
 use bacnet_types::primitives::{ObjectIdentifier, PropertyValue};
 use thiserror::Error;
@@ -182,6 +182,10 @@ pub struct ObjectSummary {
     pub kind: Option<ValueKind>,
     /// Its Present_Value, for objects with a standard kind that could be read.
     pub present_value: Option<Value>,
+    /// Its engineering Units (analog objects, Clause 12.2.8), as the standard's name in
+    /// lower case ("degrees-celsius"), or the number of a proprietary unit; `None` when the
+    /// object has none or it could not be read.
+    pub units: Option<String>,
 }
 
 pub(crate) type Client = BACnetClient<BipTransport>;
@@ -327,7 +331,10 @@ impl BacnetNetwork {
 
     /// Sends a Who-Is (to `target`, or broadcast when `None`), optionally limited to the
     /// instances in `range`, and returns every device whose I-Am arrived within `wait`, by
-    /// instance.
+    /// instance. With a wait of 400 ms or more the Who-Is goes out a second time at half the
+    /// wait: it is unconfirmed on UDP and may be lost, and devices coalesce Who-Is requests
+    /// from one address within a short window (rusty-bacnet's server: 200 ms), so one sent
+    /// just after a device owner located its device would go unanswered.
     pub async fn discover(
         &self,
         target: Option<SocketAddrV4>,
@@ -343,15 +350,25 @@ impl BacnetNetwork {
             ),
             None => None,
         };
-        let sent = match target {
-            Some(addr) => client.who_is_directed(&addr_to_mac(addr), range).await,
-            None => client.who_is(range).await,
+        let who_is = || async {
+            let sent = match target {
+                Some(addr) => client.who_is_directed(&addr_to_mac(addr), range).await,
+                None => client.who_is(range).await,
+            };
+            sent.map_err(|e| DriverError::Transport(format!("Who-Is: {e}")))
         };
-        sent.map_err(|e| DriverError::Transport(format!("Who-Is: {e}")))?;
-        let deadline = Instant::now() + wait;
+        who_is().await?;
+        let started = Instant::now();
+        let deadline = started + wait;
+        let mut again = (wait >= Duration::from_millis(400)).then(|| started + wait / 2);
         let mut found = std::collections::BTreeMap::new();
         loop {
-            match timeout_at(deadline, events.recv()).await {
+            let until = again.map_or(deadline, |at| at.min(deadline));
+            match timeout_at(until, events.recv()).await {
+                Err(_) if again.is_some() => {
+                    again = None;
+                    who_is().await?;
+                }
                 Err(_) | Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => break,
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
                 Ok(Ok(event)) => {
@@ -368,7 +385,8 @@ impl BacnetNetwork {
         Ok(found.into_values().collect())
     }
 
-    /// Reads a device's Object_List (Device object, Clause 12.11) and each object's name and Present_Value.
+    /// Reads a device's Object_List (Device object, Clause 12.11) and each object's name,
+    /// Present_Value and (analog objects) Units.
     /// The device must have answered a Who-Is of this network before (see [`Self::discover`]);
     /// if not, a Who-Is for it is sent and answered within `wait`.
     pub async fn list_objects(
@@ -376,9 +394,20 @@ impl BacnetNetwork {
         instance: u32,
         wait: Duration,
     ) -> Result<Vec<ObjectSummary>, DriverError> {
+        self.list_objects_at(instance, None, wait).await
+    }
+
+    /// As [`Self::list_objects`]; a device not found yet is looked for with a Who-Is sent to
+    /// `address` when given (devices that broadcasts do not reach), a global one otherwise.
+    pub async fn list_objects_at(
+        &self,
+        instance: u32,
+        address: Option<SocketAddrV4>,
+        wait: Duration,
+    ) -> Result<Vec<ObjectSummary>, DriverError> {
         let client = &self.shared.client;
         if client.get_device(instance).await.is_none() {
-            self.discover(None, Some((instance, instance)), wait)
+            self.discover(address, Some((instance, instance)), wait)
                 .await?;
             if client.get_device(instance).await.is_none() {
                 return Err(DriverError::Transport(format!(
@@ -399,6 +428,10 @@ impl BacnetNetwork {
             if kind.is_some() {
                 properties.push(PropertyIdentifier::PRESENT_VALUE);
             }
+            let has_units = kind == Some(ValueKind::Real);
+            if has_units {
+                properties.push(PropertyIdentifier::UNITS);
+            }
             let values = self.read_properties(instance, oid, &properties).await?;
             let name = match values.first() {
                 Some(Some(PropertyValue::CharacterString(s))) => Some(s.clone()),
@@ -408,11 +441,16 @@ impl BacnetNetwork {
                 (Some(kind), Some(Some(value))) => kind.to_value(value),
                 _ => None,
             };
+            let units = match values.get(2) {
+                Some(Some(PropertyValue::Enumerated(raw))) if has_units => Some(units_name(*raw)),
+                _ => None,
+            };
             summaries.push(ObjectSummary {
                 object,
                 name,
                 kind,
                 present_value,
+                units,
             });
         }
         Ok(summaries)
@@ -605,6 +643,15 @@ pub(crate) fn decode_all(bytes: &[u8]) -> Vec<PropertyValue> {
         }
     }
     values
+}
+
+/// An engineering unit's name (Clause 21, BACnetEngineeringUnits) in lower case
+/// ("degrees-celsius"), or its number for a proprietary one.
+#[must_use]
+pub fn units_name(raw: u32) -> String {
+    EngineeringUnits::from_raw(raw)
+        .name()
+        .map_or_else(|| raw.to_string(), super::point::kebab)
 }
 
 fn found_device(device: &DiscoveredDevice) -> FoundDevice {

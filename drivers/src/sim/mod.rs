@@ -10,7 +10,8 @@
 //! Addresses are 0-based protocol addresses. Anything outside the map answers exception 02
 //! (illegal data address); function codes other than FC01-FC06, FC15 and FC16 answer exception 01
 //! (illegal function); quantities outside the Modbus limits and the value ranges below answer
-//! exception 03 (illegal data value). Unit identifiers are ignored.
+//! exception 03 (illegal data value). Unit identifiers are ignored unless
+//! [`SimDevice::set_units`] limits the ids answered (several units behind one gateway).
 //!
 //! | kind | table | address | meaning |
 //! |---|---|---|---|
@@ -61,7 +62,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_modbus::server::tcp::Server;
-use tokio_modbus::{ExceptionCode, Request, Response};
+use tokio_modbus::{ExceptionCode, Response, SlaveRequest};
 
 use crate::point::ModbusTable;
 use plant::Plant;
@@ -186,6 +187,8 @@ impl Drop for Inner {
 struct SimState {
     plant: Mutex<Plant>,
     silent: AtomicBool,
+    /// The unit ids answered; `None` answers every id.
+    units: Mutex<Option<Vec<u8>>>,
     delay_micros: AtomicU64,
     requests: AtomicU64,
     /// TCP connections accepted since the start (a client reconnecting counts again).
@@ -209,15 +212,23 @@ struct SimService {
 type Answer = Result<Option<Response>, ExceptionCode>;
 
 impl tokio_modbus::server::Service for SimService {
-    type Request = Request<'static>;
+    type Request = SlaveRequest<'static>;
     type Response = Option<Response>;
     type Exception = ExceptionCode;
     type Future = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
     fn call(&self, request: Self::Request) -> Self::Future {
+        let SlaveRequest { slave, request } = request;
         self.state.requests.fetch_add(1, Ordering::Relaxed);
         self.state.plant().log_request(&request);
-        if self.state.silent.load(Ordering::Relaxed) {
+        let answered = self
+            .state
+            .units
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|units| units.contains(&slave));
+        if self.state.silent.load(Ordering::Relaxed) || !answered {
             // No response at all: the client waits until its own timeout.
             return Box::pin(std::future::ready(Ok(None)));
         }
@@ -240,6 +251,7 @@ impl SimDevice {
         let state = Arc::new(SimState {
             plant: Mutex::new(Plant::new(kind)),
             silent: AtomicBool::new(false),
+            units: Mutex::new(None),
             delay_micros: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -371,6 +383,18 @@ impl SimDevice {
     /// answers.
     pub fn set_silent(&self, silent: bool) {
         self.inner.state.silent.store(silent, Ordering::Relaxed);
+    }
+
+    /// Answers only requests for these unit ids, as a serial-to-Ethernet gateway with several
+    /// units behind one address does; requests for other ids get no answer. `None` (the
+    /// start) answers every id, as a device addressed by IP alone.
+    pub fn set_units(&self, units: Option<Vec<u8>>) {
+        *self
+            .inner
+            .state
+            .units
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = units;
     }
 
     /// Fault injection: every answer is held back by `delay` (a slow device or link).

@@ -22,7 +22,9 @@
 //!   other units keep their poll rate;
 //! * keeps device exceptions (the unit answered; the link is fine) apart from timeouts and
 //!   transport errors, and counts garbage, bad CRCs and stray frames as
-//!   [`Counters::bad_frames`](crate::device::Counters::bad_frames): they are skipped, never fatal.
+//!   [`Counters::bad_frames`](crate::device::Counters::bad_frames): they are skipped, never fatal;
+//! * runs unit scans for the installer console ([`RtuBus::scanner`]), one probe between two
+//!   polls, so that a scan shares the line instead of stopping it.
 //!
 //! # Site configuration (suggested TOML)
 //!
@@ -70,6 +72,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::device::{Counters, DeviceHandle, HealthSender, PointInfo, PointUpdate};
+use crate::modbus::scan::RtuScanner;
 use crate::point::{ModbusPoint, PointError, validate_points};
 
 /// How the bus is reached.
@@ -312,6 +315,8 @@ pub struct RtuBusStats {
     pub exceptions: u64,
     /// Port failures (open, read, write).
     pub transport_errors: u64,
+    /// The most recent port failure, kept after the port reopens, for diagnosis.
+    pub last_error: Option<String>,
     /// Per unit, in configuration order.
     pub units: Vec<RtuUnitStats>,
 }
@@ -348,6 +353,7 @@ impl RtuBusStats {
 pub struct RtuBus {
     handles: Vec<DeviceHandle>,
     stats: watch::Receiver<RtuBusStats>,
+    scanner: RtuScanner,
     stop: watch::Sender<bool>,
 }
 
@@ -374,6 +380,13 @@ impl RtuBus {
     #[must_use]
     pub fn stats(&self) -> RtuBusStats {
         self.stats.borrow().clone()
+    }
+
+    /// The bus's scan lane: which unit ids answer on the line (see
+    /// [`scan`](crate::modbus::scan)), probed by the owner task between its polls.
+    #[must_use]
+    pub fn scanner(&self) -> RtuScanner {
+        self.scanner.clone()
     }
 
     /// A receiver of the statistics (it wakes on unit state changes; counters change silently).
@@ -510,14 +523,53 @@ pub fn spawn_rtu_bus(
         timeouts: 0,
         exceptions: 0,
         transport_errors: 0,
+        last_error: None,
         units: unit_stats,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
-    let owner = owner::BusOwner::new(cfg, owned, updates, stats_tx, Instant::now());
+    // One scan at a time: a second one while the first is queued is refused as busy.
+    let (scans_tx, scans_rx) = mpsc::channel(1);
+    let scanner = RtuScanner {
+        bus: cfg.name.clone(),
+        scans: scans_tx,
+    };
+    let owner = owner::BusOwner::new(cfg, owned, updates, stats_tx, scans_rx, Instant::now());
     tokio::spawn(owner.run(stop_rx));
     Ok(RtuBus {
         handles,
         stats: stats_rx,
+        scanner,
         stop: stop_tx,
     })
+}
+
+/// Starts an owner task for a line without units, that only scans (a bus named in the site
+/// before any of its units are): the scanner, the stop switch, and the task to wait for.
+pub(crate) fn spawn_scan_only(
+    cfg: RtuBusConfig,
+) -> (RtuScanner, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stats_tx, _stats_rx) = watch::channel(RtuBusStats {
+        bus: cfg.name.clone(),
+        open: false,
+        elapsed: Duration::ZERO,
+        frames_sent: 0,
+        frames_received: 0,
+        bad_frames: 0,
+        timeouts: 0,
+        exceptions: 0,
+        transport_errors: 0,
+        last_error: None,
+        units: Vec::new(),
+    });
+    // Nothing is polled, so nothing is published.
+    let (updates, _) = mpsc::channel(1);
+    let (scans_tx, scans_rx) = mpsc::channel(1);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scanner = RtuScanner {
+        bus: cfg.name.clone(),
+        scans: scans_tx,
+    };
+    let owner = owner::BusOwner::new(cfg, Vec::new(), updates, stats_tx, scans_rx, Instant::now());
+    let task = tokio::spawn(owner.run(stop_rx));
+    (scanner, stop_tx, task)
 }

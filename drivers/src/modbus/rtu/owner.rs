@@ -21,6 +21,7 @@ use crate::device::{
     Request as DeviceRequest,
 };
 use crate::modbus::codec::{self, Encoded, Raw, ReadBlock};
+use crate::modbus::scan::{ScanError, ScanJob, ScanRequest, UnitAnswer};
 use crate::modbus::schedule::PollSchedule;
 use crate::point::{ModbusPoint, ModbusTable, Value};
 
@@ -60,6 +61,16 @@ impl From<Finished> for End {
     fn from(_: Finished) -> Self {
         End::Finished
     }
+}
+
+/// One frame sent and what came back for it.
+struct Transaction {
+    /// The answer (data, or the device's exception code); `None`: silence until the deadline.
+    answer: Option<Result<RtuResponse, u8>>,
+    /// Garbage came before the answer, or bytes that were no answer came instead of one.
+    bad_frame: bool,
+    /// From the frame on the wire to the answer.
+    elapsed: Duration,
 }
 
 /// What one request got back.
@@ -127,6 +138,13 @@ pub(super) struct BusOwner {
     /// Unit to look at first in the priority lane (round robin).
     next_lane: usize,
     port_backoff: Backoff,
+    /// Scans asked for ([`crate::modbus::scan::RtuScanner`]).
+    scans: mpsc::Receiver<ScanRequest>,
+    /// The scan in progress.
+    scan: Option<ScanJob>,
+    /// Poll requests sent since the last scan probe: a probe goes before the next due poll
+    /// once every running unit could have had one.
+    polls_since_probe: usize,
 }
 
 impl BusOwner {
@@ -135,6 +153,7 @@ impl BusOwner {
         setups: Vec<UnitSetup>,
         updates: mpsc::Sender<PointUpdate>,
         stats: watch::Sender<RtuBusStats>,
+        scans: mpsc::Receiver<ScanRequest>,
         now: Instant,
     ) -> Self {
         let mut units = Vec::new();
@@ -168,6 +187,9 @@ impl BusOwner {
             started: now,
             buf: Vec::with_capacity(MAX_FRAME * 2),
             next_lane: 0,
+            scans,
+            scan: None,
+            polls_since_probe: 0,
         }
     }
 
@@ -204,9 +226,11 @@ impl BusOwner {
                 End::Finished => break,
                 End::LinkDown(error) => {
                     tracing::warn!(bus = %self.cfg.name, %error, "bus port failed");
+                    self.end_scan_port_down(&error);
                     self.stat(|s| {
                         s.transport_errors += 1;
                         s.open = false;
+                        s.last_error = Some(error.clone());
                     });
                     self.all_units_down(&error).await;
                     if self.wait_port_backoff(&mut stops).await.is_err() {
@@ -252,6 +276,7 @@ impl BusOwner {
                 self.stat(|s| {
                     s.transport_errors += 1;
                     s.open = false;
+                    s.last_error = Some(error.clone());
                 });
                 self.all_units_down(&error).await;
                 Ok(None)
@@ -274,6 +299,13 @@ impl BusOwner {
                     Some(request) => request.fail(DriverError::Offline),
                     None => self.stop_unit(u)?,
                 },
+                Some(scan) = self.scans.recv() => {
+                    let message = self.stats.borrow().last_error.clone().unwrap_or_default();
+                    let _ = scan.reply.send(Err(ScanError::PortDown {
+                        bus: self.cfg.name.clone(),
+                        message,
+                    }));
+                }
                 () = sleep_until(deadline) => return Ok(()),
             }
         }
@@ -307,12 +339,31 @@ impl BusOwner {
                 self.serve(io, u, request).await?;
                 continue;
             }
+            while let Ok(scan) = self.scans.try_recv() {
+                self.start_scan(scan);
+            }
+            // While polls are due, a scan's probe goes after a round of them (one poll per
+            // running unit), so the units keep their pace and the scan its progress.
+            let running = (self.units.iter())
+                .filter(|u| u.state != UnitState::Stopped)
+                .count();
+            if self.scan.is_some() && self.polls_since_probe >= running {
+                self.polls_since_probe = 0;
+                self.scan_step(io).await?;
+                continue;
+            }
             let now = Instant::now();
             if let Some(job) = self.next_job(now) {
                 match job {
                     Job::Poll(u) => self.poll_next_block(io, u).await?,
                     Job::Probe(u) => self.probe(io, u).await?,
                 }
+                self.polls_since_probe = self.polls_since_probe.saturating_add(1);
+                continue;
+            }
+            if self.scan.is_some() {
+                self.polls_since_probe = 0;
+                self.scan_step(io).await?;
                 continue;
             }
             let wake = self.next_wake();
@@ -324,6 +375,7 @@ impl BusOwner {
                     Some(request) => self.serve(io, u, request).await?,
                     None => self.stop_unit(u)?,
                 },
+                Some(scan) = self.scans.recv() => self.start_scan(scan),
                 () = sleep_until(wake.unwrap_or_else(far_future)), if wake.is_some() => {}
             }
         }
@@ -685,7 +737,7 @@ impl BusOwner {
     }
 
     /// Sends one request to a unit and waits for its answer, up to `attempts` times. Keeps the
-    /// line's silence, the counters and the statistics. Only a port failure is an `Err`.
+    /// counters and the statistics. Only a port failure is an `Err`.
     async fn exchange(
         &mut self,
         io: &mut Io,
@@ -697,61 +749,16 @@ impl BusOwner {
         let frame = request
             .encode(unit_id)
             .map_err(|e| LinkDown(format!("cannot frame a request: {e}")))?;
-        let response_len = request.response_len();
         for _ in 0..attempts.max(1) {
-            self.drain(io)?;
-            if let Some(ready) = self.clock.ready_at() {
-                sleep_until(ready).await;
-            }
-            io.write_all(&frame)
-                .await
-                .map_err(|e| LinkDown(format!("write: {e}")))?;
-            io.flush()
-                .await
-                .map_err(|e| LinkDown(format!("write: {e}")))?;
-            let sent = Instant::now();
-            self.clock.sent(sent, frame.len());
+            let wait = self.units[u].cfg.timeout;
             self.units[u].health.count(|c| c.requests += 1);
-            self.stat(|s| s.frames_sent += 1);
-            let deadline = sent
-                + self.clock.transfer_time(frame.len(), response_len)
-                + self.units[u].cfg.timeout;
-            self.buf.clear();
-            let mut garbage = false;
-            let mut chunk = [0u8; MAX_FRAME];
-            let answer = loop {
-                match scan_response(&self.buf, unit_id, request) {
-                    Scan::Frame {
-                        skipped,
-                        len,
-                        answer,
-                    } => {
-                        garbage |= skipped > 0;
-                        self.buf.drain(..skipped + len);
-                        break Some((len, answer));
-                    }
-                    Scan::NeedMore { skipped } => {
-                        garbage |= skipped > 0;
-                        self.buf.drain(..skipped);
-                    }
-                }
-                match timeout_at(deadline, io.read(&mut chunk)).await {
-                    Err(_) => break None,
-                    Ok(Ok(0)) => return Err(LinkDown("the port closed".to_owned())),
-                    Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
-                    Ok(Err(e)) => return Err(LinkDown(format!("read: {e}"))),
-                }
-            };
-            let now = Instant::now();
-            if garbage || (answer.is_none() && !self.buf.is_empty()) {
+            let done = self.transact(io, unit_id, &frame, request, wait).await?;
+            if done.bad_frame {
                 self.units[u].health.count(|c| c.bad_frames += 1);
-                self.stat(|s| s.bad_frames += 1);
             }
-            match answer {
-                Some((len, answer)) => {
-                    self.clock.received(now, len);
+            match done.answer {
+                Some(answer) => {
                     self.units[u].health.count(|c| c.responses += 1);
-                    self.stat(|s| s.frames_received += 1);
                     self.sync_unit_stats(u);
                     if self.units[u].state != UnitState::Online {
                         self.set_online(u);
@@ -766,7 +773,6 @@ impl BusOwner {
                     });
                 }
                 None => {
-                    self.clock.noise(now);
                     self.units[u].health.count(|c| c.timeouts += 1);
                     self.stat(|s| s.timeouts += 1);
                     self.sync_unit_stats(u);
@@ -774,6 +780,156 @@ impl BusOwner {
             }
         }
         Ok(Answer::Silence)
+    }
+
+    /// Sends one frame to `unit_id` and waits for the answer to `request` until `wait` after
+    /// the frames' time on the wire. Keeps the line's silence and the bus's frame counts (the
+    /// caller counts per unit). Only a port failure is an `Err`.
+    async fn transact(
+        &mut self,
+        io: &mut Io,
+        unit_id: u8,
+        frame: &[u8],
+        request: &RtuRequest,
+        wait: Duration,
+    ) -> Result<Transaction, LinkDown> {
+        self.drain(io)?;
+        if let Some(ready) = self.clock.ready_at() {
+            sleep_until(ready).await;
+        }
+        io.write_all(frame)
+            .await
+            .map_err(|e| LinkDown(format!("write: {e}")))?;
+        io.flush()
+            .await
+            .map_err(|e| LinkDown(format!("write: {e}")))?;
+        let sent = Instant::now();
+        self.clock.sent(sent, frame.len());
+        self.stat(|s| s.frames_sent += 1);
+        let deadline = sent
+            + self
+                .clock
+                .transfer_time(frame.len(), request.response_len())
+            + wait;
+        self.buf.clear();
+        let mut garbage = false;
+        let mut chunk = [0u8; MAX_FRAME];
+        let answer = loop {
+            match scan_response(&self.buf, unit_id, request) {
+                Scan::Frame {
+                    skipped,
+                    len,
+                    answer,
+                } => {
+                    garbage |= skipped > 0;
+                    self.buf.drain(..skipped + len);
+                    break Some((len, answer));
+                }
+                Scan::NeedMore { skipped } => {
+                    garbage |= skipped > 0;
+                    self.buf.drain(..skipped);
+                }
+            }
+            match timeout_at(deadline, io.read(&mut chunk)).await {
+                Err(_) => break None,
+                Ok(Ok(0)) => return Err(LinkDown("the port closed".to_owned())),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+                Ok(Err(e)) => return Err(LinkDown(format!("read: {e}"))),
+            }
+        };
+        let now = Instant::now();
+        let bad_frame = garbage || (answer.is_none() && !self.buf.is_empty());
+        if bad_frame {
+            self.stat(|s| s.bad_frames += 1);
+        }
+        let answer = match answer {
+            Some((len, answer)) => {
+                self.clock.received(now, len);
+                self.stat(|s| s.frames_received += 1);
+                Some(answer)
+            }
+            None => {
+                self.clock.noise(now);
+                None
+            }
+        };
+        Ok(Transaction {
+            answer,
+            bad_frame,
+            elapsed: now - sent,
+        })
+    }
+
+    /// Takes a scan asked for, unless one runs already.
+    fn start_scan(&mut self, scan: ScanRequest) {
+        if self.scan.is_some() {
+            let _ = scan.reply.send(Err(ScanError::Busy {
+                bus: self.cfg.name.clone(),
+            }));
+            return;
+        }
+        tracing::info!(bus = %self.cfg.name, units = ?scan.units, "unit scan started");
+        self.scan = Some(ScanJob::new(scan));
+        self.polls_since_probe = usize::MAX;
+    }
+
+    /// Probes the next unit of the scan in progress; answers the scan when it is done or out
+    /// of time. A unit that does not answer is absent: no bus timeout, no quarantine.
+    async fn scan_step(&mut self, io: &mut Io) -> Result<(), End> {
+        let Some(mut job) = self.scan.take() else {
+            return Ok(());
+        };
+        if Instant::now() >= job.deadline {
+            tracing::info!(bus = %self.cfg.name, "unit scan out of time");
+            job.out_of_time();
+            return Ok(());
+        }
+        let Some(unit) = job.units.next() else {
+            job.finish(Ok(Vec::new()));
+            return Ok(());
+        };
+        match job.request.encode(unit) {
+            Ok(frame) => {
+                let request = job.request.clone();
+                let wait = job.timeout;
+                // The job is put back before the await, so a port failure ends it properly.
+                self.scan = Some(job);
+                let done = self.transact(io, unit, &frame, &request, wait).await?;
+                let Some(job) = self.scan.as_mut() else {
+                    return Ok(());
+                };
+                if let Some(answer) = done.answer {
+                    job.found.push(UnitAnswer {
+                        unit,
+                        exception: answer.err(),
+                        elapsed: done.elapsed,
+                    });
+                }
+            }
+            Err(error) => {
+                // The probe was checked when the scan was asked for; this cannot happen.
+                tracing::warn!(bus = %self.cfg.name, %error, "scan probe cannot be framed");
+                self.scan = Some(job);
+            }
+        }
+        if self.scan.as_ref().is_some_and(|job| job.units.is_empty())
+            && let Some(mut job) = self.scan.take()
+        {
+            tracing::info!(bus = %self.cfg.name, found = job.found.len(), "unit scan done");
+            let found = std::mem::take(&mut job.found);
+            job.finish(Ok(found));
+        }
+        Ok(())
+    }
+
+    /// The port failed: the scan in progress ends with the port's error.
+    fn end_scan_port_down(&mut self, error: &str) {
+        if let Some(job) = self.scan.take() {
+            job.finish(Err(ScanError::PortDown {
+                bus: self.cfg.name.clone(),
+                message: error.to_owned(),
+            }));
+        }
     }
 
     /// Reads and drops whatever is waiting on the line (a late answer, noise) before a request.
@@ -907,6 +1063,12 @@ impl BusOwner {
         for u in 0..self.units.len() {
             let _ = self.stop_unit(u);
         }
+        if let Some(job) = self.scan.take() {
+            job.finish(Err(ScanError::Closed {
+                bus: self.cfg.name.clone(),
+            }));
+        }
+        self.scans.close();
         self.stat(|s| s.open = false);
         tracing::debug!(bus = %self.cfg.name, "bus stopped");
     }
