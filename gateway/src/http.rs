@@ -156,11 +156,15 @@ pub fn routes(
         .and(crate::console::scrape(&c))
         .and(with(g.clone()))
         .and(warp::any().map(move || metrics.clone()))
-        .then(|g: GatewayHandle, metrics: Arc<MetricsSource>| async move {
-            let text = metrics.scrape(&g).await;
-            warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
-                .into_response()
-        });
+        .and(with_console(&c))
+        .then(
+            |g: GatewayHandle, metrics: Arc<MetricsSource>, c: Arc<Console>| async move {
+                let mut text = metrics.scrape(&g).await;
+                text.push_str(&crate::console::metrics_text(&c.accounts.counts()));
+                warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4")
+                    .into_response()
+            },
+        );
     let audit = c.clone();
     // The service log's filter, changeable while running (RUST_LOG syntax).
     let get_log_level = warp::path!("api" / "log-level")

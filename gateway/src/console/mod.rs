@@ -1049,3 +1049,51 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
     let _ = ctx;
     none
 }
+
+/// The console's security counters in Prometheus text format (appended to `/metrics`).
+pub fn metrics_text(c: &auth::AuthCounts) -> String {
+    let rows: [(&str, &str, u64); 7] = [
+        (
+            "roomgate_console_logins_total",
+            "Successful console logins.",
+            c.logins,
+        ),
+        (
+            "roomgate_console_login_failures_total",
+            "Refused console logins (wrong name, password or setup code).",
+            c.failures,
+        ),
+        (
+            "roomgate_console_login_locked_total",
+            "Login attempts refused because the address or name was locked.",
+            c.refused_locked,
+        ),
+        (
+            "roomgate_console_lockouts_total",
+            "Times an address or name became locked.",
+            c.lockouts,
+        ),
+        (
+            "roomgate_console_csrf_refused_total",
+            "State changes refused for a missing or wrong CSRF token, a foreign origin or a missing panel header.",
+            c.csrf_refused,
+        ),
+        (
+            "roomgate_console_unauthenticated_total",
+            "Requests refused for want of a session or token.",
+            c.unauthenticated,
+        ),
+        (
+            "roomgate_console_forbidden_total",
+            "Requests refused for the caller's role or token scope.",
+            c.forbidden,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, value) in rows {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}\n"
+        ));
+    }
+    out
+}
