@@ -58,6 +58,8 @@ pub struct FloorSnapshot {
     pub rooms: Vec<RoomDto>,
     pub devices: Vec<DeviceDto>,
     pub buses: Vec<BusDto>,
+    /// The link to the hub: `none` (the site has no `[cloud]`), `up` or `down`.
+    pub cloud: &'static str,
 }
 
 /// An RS-485 bus (Modbus RTU) and its traffic.
@@ -118,6 +120,18 @@ pub struct BookingDto {
     pub start_ms: i64,
     pub end_ms: i64,
     pub checked_in: bool,
+}
+
+/// A booking as a room's day shows it in the console: what was booked and what became of it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RoomBookingDto {
+    #[serde(flatten)]
+    pub booking: BookingDto,
+    /// `local` (made on this gateway) or `hub`.
+    pub source: &'static str,
+    pub checked_in_ms: Option<i64>,
+    /// When it ended or was released (its end is then no later than that).
+    pub finished_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,6 +1,6 @@
-//! The local HTTP surface (warp): health, the rooms API, the live floor page, and the door
-//! panels and lobby display (`panel`), Prometheus `/metrics` and the log filter
-//! (`/api/log-level`).
+//! The local HTTP surface (warp): health, the rooms API, the console's pages
+//! (`console::page_routes`), the door panels and lobby display (`panel`), Prometheus
+//! `/metrics` and the log filter (`/api/log-level`).
 //!
 //! Handlers translate HTTP to `GatewayHandle` calls and API errors to status codes; no
 //! automation logic lives here. The API listens on loopback by default: accounts, HTTPS and
@@ -23,8 +23,6 @@ use crate::console::{Console, RequestInfo, need};
 use crate::metrics::MetricsSource;
 use crate::panel::{PanelConfig, Panels};
 use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
-
-const FLOOR_PAGE: &str = include_str!("web/floor.html");
 
 /// What the web side serves with.
 #[allow(missing_debug_implementations)]
@@ -225,10 +223,6 @@ pub fn routes(
                 "devices_online": online,
             }))
         });
-    let page = warp::path::end()
-        .and(warp::get())
-        .and(need(&c, Role::Operator))
-        .map(|_: Caller, _: RequestInfo| warp::reply::html(FLOOR_PAGE));
     let floor = warp::path!("api" / "floor")
         .and(warp::get())
         .and(need(&c, Role::Operator))
@@ -395,9 +389,6 @@ pub fn routes(
         .unify()
         .boxed()
         .or(crate::console::logout_route(c.clone()))
-        .unify()
-        .boxed()
-        .or(page.map(Reply::into_response))
         .unify()
         .boxed()
         .or(floor.map(Reply::into_response))

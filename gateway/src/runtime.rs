@@ -20,8 +20,8 @@ use scenes::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::{
-    ActivityDto, BookingDto, BusDto, BusUnitDto, DeviceDto, FloorSnapshot, PointDto, RoomDto,
-    TimeFmt,
+    ActivityDto, BookingDto, BusDto, BusUnitDto, DeviceDto, FloorSnapshot, PointDto,
+    RoomBookingDto, RoomDto, TimeFmt,
 };
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
@@ -119,6 +119,13 @@ enum Request {
         room: String,
         limit: usize,
         reply: Reply<Vec<ActivityDto>>,
+    },
+    /// A room's stored bookings that overlap `[from_ms, to_ms)`.
+    Bookings {
+        room: String,
+        from_ms: i64,
+        to_ms: i64,
+        reply: Reply<Vec<RoomBookingDto>>,
     },
     /// Extend the running meeting, end it now, or present a credential: answered with the
     /// outcome's words.
@@ -229,6 +236,23 @@ impl GatewayHandle {
         self.call(|reply| Request::Activity {
             room: room.into(),
             limit,
+            reply,
+        })
+        .await
+    }
+
+    /// A room's bookings that overlap `[from_ms, to_ms)`, as stored (finished ones too, until
+    /// they are pruned a week after), by start.
+    pub async fn bookings(
+        &self,
+        room: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RoomBookingDto>, ApiError> {
+        self.call(|reply| Request::Bookings {
+            room: room.into(),
+            from_ms,
+            to_ms,
             reply,
         })
         .await
@@ -345,6 +369,7 @@ impl Gateway {
             rooms: Vec::new(),
             devices: Vec::new(),
             buses: Vec::new(),
+            cloud: if site.cloud.is_some() { "down" } else { "none" },
         });
         let (snap_tx, snap_rx) = watch::channel(empty);
         let (outbox_tx, outbox_rx) = watch::channel(0u64);
@@ -375,6 +400,7 @@ impl Gateway {
             unsent: Vec::new(),
             outbox_tx: outbox_tx.clone(),
             sampler,
+            hub_link: false,
             telemetry: telemetry_tx.clone(),
             counters: Arc::default(),
             field: Arc::clone(&field),
@@ -485,6 +511,8 @@ struct MainLoop {
     outbox_tx: watch::Sender<u64>,
     /// Batches and rate-limits point values for the hub, when the site asks for telemetry.
     sampler: Option<Sampler>,
+    /// Whether the sync agent reports the hub link up.
+    hub_link: bool,
     /// Where telemetry batches go (the sync agent subscribes).
     telemetry: broadcast::Sender<Arc<cloud_sync::wire::Telemetry>>,
     /// Engine events, commands and outcomes by kind (`/metrics`).
@@ -885,10 +913,19 @@ impl MainLoop {
                 };
                 let _ = reply.send(result);
             }
+            Request::Bookings {
+                room,
+                from_ms,
+                to_ms,
+                reply,
+            } => {
+                let _ = reply.send(self.room_bookings(&room, from_ms, to_ms));
+            }
             Request::HubBookings(changes, reply) => {
                 let _ = reply.send(self.apply_hub_bookings(now, changes));
             }
             Request::HubLink(up) => {
+                self.hub_link = up;
                 if let Some(sampler) = &mut self.sampler {
                     sampler.set_link(up);
                 }
@@ -1173,6 +1210,33 @@ impl MainLoop {
         Ok(())
     }
 
+    fn room_bookings(
+        &self,
+        room: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<RoomBookingDto>, ApiError> {
+        if self.site.room(room).is_none() {
+            return Err(ApiError::NotFound(format!("no room '{room}'")));
+        }
+        let mut out: Vec<RoomBookingDto> = (self.store.bookings()?.into_iter())
+            .filter(|b| b.room == room && b.start_ms < to_ms && from_ms < b.end_ms)
+            .map(|b| RoomBookingDto {
+                booking: self.booking_dto(&to_booking(&b), b.checked_in_ms.is_some()),
+                source: match b.source {
+                    BookingSource::Local => "local",
+                    BookingSource::Hub => "hub",
+                },
+                checked_in_ms: b.checked_in_ms,
+                finished_ms: b.finished_ms,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.booking.start_ms, &a.booking.id).cmp(&(b.booking.start_ms, &b.booking.id))
+        });
+        Ok(out)
+    }
+
     fn cancel_booking(&mut self, room: &str, id: &str, now: Timestamp) -> Result<(), ApiError> {
         match self.store.booking(id)? {
             Some(b) if b.room == room => {}
@@ -1331,6 +1395,11 @@ impl MainLoop {
             rooms,
             devices,
             buses,
+            cloud: match (&self.site.cloud, self.hub_link) {
+                (None, _) => "none",
+                (Some(_), true) => "up",
+                (Some(_), false) => "down",
+            },
         };
         self.snapshot.send_replace(Arc::new(snap));
     }

@@ -14,6 +14,8 @@
 //! JS), and the door panels and display, which check their own tokens (`panel`).
 
 pub mod auth;
+pub mod rooms;
+pub mod scenes;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -972,7 +974,7 @@ pub fn remember(mut r: Response, lang: Lang, chosen: bool) -> Response {
 /// A time in the site's zone for pages and logs: `YYYY-MM-DD HH:MM:SS` (RFC 3339 without
 /// the offset).
 pub fn local_time(g: &crate::runtime::GatewayHandle, ms: i64) -> String {
-    let t = g.time.rfc3339(scenes::Timestamp::from_millis(ms));
+    let t = g.time.rfc3339(::scenes::Timestamp::from_millis(ms));
     t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
 }
 
@@ -1046,8 +1048,8 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
     let none = warp::any()
         .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
         .boxed();
-    let _ = ctx;
-    none
+    let modules = vec![rooms::routes(ctx), scenes::routes(ctx)];
+    (modules.into_iter()).fold(none, |all, m| all.or(m).unify().boxed())
 }
 
 /// The console's security counters in Prometheus text format (appended to `/metrics`).

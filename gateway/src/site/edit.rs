@@ -1081,6 +1081,38 @@ fn policy_fill(policy: Option<&Value>) -> Form {
     form
 }
 
+/// How a form shows one of its fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldInput {
+    /// Free text (durations such as `10m`, addresses).
+    Text,
+    /// A number.
+    Number,
+    /// `true` or `false`.
+    YesNo,
+    /// One of these words.
+    Choice(&'static [&'static str]),
+}
+
+impl From<Kind> for FieldInput {
+    fn from(k: Kind) -> FieldInput {
+        match k {
+            Kind::Text | Kind::Labels | Kind::List => FieldInput::Text,
+            Kind::Int | Kind::Float => FieldInput::Number,
+            Kind::Bool => FieldInput::YesNo,
+            Kind::Choice(options) => FieldInput::Choice(options),
+        }
+    }
+}
+
+/// The fields of a policy form ([`policy_form`], [`set_policy`]) in the site file's order,
+/// with how each is entered, so a page can draw the form without repeating the list.
+pub fn policy_fields() -> Vec<(&'static str, FieldInput)> {
+    (POLICY_FIELDS.iter())
+        .map(|(key, kind)| (*key, FieldInput::from(*kind)))
+        .collect()
+}
+
 /// A room's own policy form: the policy keys it sets (`no_show_after`, `off_after`, ...);
 /// the others come from its template and the site defaults.
 pub fn policy_form(doc: &SiteDocument, room: &str) -> Result<Form, FormErrors> {
