@@ -13,7 +13,10 @@
 //! Public without a caller: `/healthz`, `/login`, `/setup`, `/assets/*` (the console's CSS and
 //! JS), and the door panels and display, which check their own tokens (`panel`).
 
+pub mod audit_page;
 pub mod auth;
+pub mod settings;
+pub mod site_page;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -392,7 +395,7 @@ pub fn layout(lang: Lang, title: &str, caller: Option<&Caller>, body: &str) -> S
             None => "",
         };
         nav.push_str(&format!(
-            "<span class=\"who\">{}</span><button class=\"link\" data-post=\"/logout\">{}</button>",
+            "<a class=\"who\" href=\"/account\">{}</a><button class=\"link\" data-post=\"/logout\">{}</button>",
             esc(&lang.f(Ui::SignedInAs, &[("user", &caller.who()), ("role", role)])),
             esc(lang.t(Ui::SignOut)),
         ));
@@ -1046,6 +1049,9 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
     let none = warp::any()
         .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
         .boxed();
-    let _ = ctx;
-    none
+    let mut all = none;
+    all = all.or(settings::routes(ctx)).unify().boxed();
+    all = all.or(site_page::routes(ctx)).unify().boxed();
+    all = all.or(audit_page::routes(ctx)).unify().boxed();
+    all
 }
