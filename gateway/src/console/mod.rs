@@ -161,12 +161,15 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        // HTTP/2 (what browsers speak over HTTPS) names the host in `:authority`, not `Host`.
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(cloud_sync::webkit::serve::peer_addr())
         .map(
             |method: warp::http::Method,
              path: warp::path::FullPath,
              query: String,
              headers: warp::http::HeaderMap,
+             authority: Option<warp::host::Authority>,
              peer: Option<SocketAddr>| {
                 let get = |name: &str| {
                     headers
@@ -182,7 +185,7 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
                     authorization: get("authorization"),
                     csrf: get("x-csrf-token"),
                     origin: get("origin"),
-                    host: get("host"),
+                    host: get("host").or_else(|| authority.map(|a| a.to_string())),
                     fetch_site: get("sec-fetch-site"),
                     accept: get("accept"),
                     headers_panel: get("x-roomgate-panel").as_deref() == Some("1"),
