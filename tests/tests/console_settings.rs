@@ -4,7 +4,8 @@
 //! HTTPS certificate replaced (the next handshake presents it), the site settings (a time-zone
 //! change refused, a hub connection saved for the next restart), a whole site file checked
 //! then applied (the file on disk and `.prev`), a CSV point list refused by its bad row then
-//! applied (the simulator is read at the new address), and the audit log and its CSV.
+//! applied (the simulator is read at the new address), and the audit log and its CSV. Then
+//! the same pages in Chromium (over HTTP/2): check before apply, a token, a backup verified.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use drivers::sim::{SimDevice, SimKind};
 use gateway::app::WebConfig;
 use gateway::clock::{Clock, ManualClock};
 use gateway::console::auth::AuthConfig;
+use roomgate_tests::browser::{Browser, Page, artifacts_dir};
 use roomgate_tests::wait_for;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject as _;
@@ -120,6 +122,7 @@ impl ServerCertVerifier for Recorder {
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
+    bytes: Vec<u8>,
     text: String,
     json: serde_json::Value,
 }
@@ -290,6 +293,7 @@ impl Client {
         Answer {
             status,
             headers,
+            bytes: body,
             text,
             json,
         }
@@ -385,7 +389,7 @@ struct Harness {
     path: PathBuf,
     data: PathBuf,
     client: Client,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Harness {
@@ -422,7 +426,7 @@ impl Harness {
             path,
             data,
             client,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -898,5 +902,154 @@ async fn settings_accounts_tokens_certificate_site_file_csv_and_audit() {
         assert!(csv.text.contains(row), "{row} not in:\n{}", csv.text);
     }
 
+    h.running.shutdown().await;
+}
+
+async fn wait_js(page: &Page, script: &str) {
+    if let Err(e) = page.wait_until(script, WAIT).await {
+        let body = page
+            .eval("document.querySelector('main').innerText")
+            .await
+            .unwrap_or_default();
+        panic!("{e}\nthe page shows:\n{}", body.as_str().unwrap_or(""));
+    }
+}
+
+async fn disabled(page: &Page, selector: &str) -> bool {
+    let sel = serde_json::json!(selector);
+    page.eval(&format!("document.querySelector({sel}).disabled"))
+        .await
+        .expect("eval")
+        == serde_json::Value::Bool(true)
+}
+
+/// The pages' script in Chromium: a site file is offered for applying only after its check
+/// passed, a broken one shows its lines, a token is shown once, a backup verifies from a chosen
+/// file; screenshots in `target/artifacts/console-settings/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_check_before_they_apply_in_a_browser() {
+    let h = Harness::start().await;
+    let ada = h.setup().await;
+    let shots = artifacts_dir("console-settings");
+    let url = |path: &str| format!("https://{}{path}", h.running.addr);
+
+    let browser = Browser::launch().await.expect("chromium starts");
+    let page = browser.page(1280, 900).await.expect("a page");
+    page.goto(&url("/login?lang=en")).await.expect("login page");
+    page.fill("input[name=name]", "ada").await.expect("name");
+    page.fill("input[name=password]", ADA_PW)
+        .await
+        .expect("password");
+    page.click_and_wait("button[type=submit]")
+        .await
+        .expect("signed in");
+
+    // The site file: check shows the diff and offers apply; an edit withdraws it.
+    page.goto(&url("/site")).await.expect("site page");
+    let on_disk = h.file();
+    let renamed = on_disk.replacen("name = \"Boardroom\"", "name = \"Big boardroom\"", 1);
+    page.fill("#site-text", &renamed).await.expect("edited");
+    assert!(disabled(&page, "#site-form button[data-step=apply]").await);
+    page.click("#site-form button[data-step=check]")
+        .await
+        .expect("check");
+    wait_js(
+        &page,
+        "document.querySelector('#site-form [data-out]').textContent.includes('Big boardroom')",
+    )
+    .await;
+    assert!(!disabled(&page, "#site-form button[data-step=apply]").await);
+    assert_eq!(h.file(), on_disk, "a check writes nothing");
+    page.screenshot(&shots.join("site-checked.png"))
+        .await
+        .expect("screenshot");
+    page.click("#site-form button[data-step=apply]")
+        .await
+        .expect("apply");
+    wait_js(
+        &page,
+        "document.querySelector('#site-form [data-out]').textContent.includes('Applied.')",
+    )
+    .await;
+    assert_eq!(h.file(), renamed);
+    let broken = renamed.replacen("kind = \"bookable\"", "kind = \"sometimes\"", 1);
+    let bad_line = broken
+        .lines()
+        .position(|l| l.contains("sometimes"))
+        .expect("the broken line")
+        + 1;
+    page.fill("#site-text", &broken).await.expect("broken");
+    assert!(disabled(&page, "#site-form button[data-step=apply]").await);
+    page.click("#site-form button[data-step=check]")
+        .await
+        .expect("check");
+    wait_js(
+        &page,
+        &format!(
+            "document.querySelector('#site-form [data-out]').textContent.includes('line {bad_line}, column')"
+        ),
+    )
+    .await;
+    assert!(disabled(&page, "#site-form button[data-step=apply]").await);
+    page.screenshot(&shots.join("site-errors.png"))
+        .await
+        .expect("screenshot");
+
+    // Settings in Chinese: a token's secret shown once in the form.
+    page.goto(&url("/settings?lang=zh-CN"))
+        .await
+        .expect("settings page");
+    page.fill("#token-create input[name=label]", "大厅屏")
+        .await
+        .expect("label");
+    page.fill("#token-create select[name=scope]", "display")
+        .await
+        .expect("scope");
+    page.click("#token-create button[type=submit]")
+        .await
+        .expect("create");
+    wait_js(
+        &page,
+        "/[0-9a-f]{64}/.test(document.querySelector('#token-create .form-result').textContent)",
+    )
+    .await;
+
+    // A backup downloaded, chosen in the restore form and verified there.
+    let backup = h.client.page("/api/backup", &ada).await;
+    assert_eq!(backup.status, 200, "{}", backup.text);
+    let archive = h.dir.path().join("backup.tar.gz");
+    std::fs::write(&archive, &backup.bytes).expect("archive written");
+    let doc = page
+        .call("DOM.getDocument", serde_json::json!({}))
+        .await
+        .expect("document");
+    let node = page
+        .call(
+            "DOM.querySelector",
+            serde_json::json!({ "nodeId": doc["root"]["nodeId"], "selector": "#restore-file" }),
+        )
+        .await
+        .expect("the restore input");
+    page.call(
+        "DOM.setFileInputFiles",
+        serde_json::json!({ "nodeId": node["nodeId"], "files": [archive.display().to_string()] }),
+    )
+    .await
+    .expect("file chosen");
+    assert!(disabled(&page, "button[data-restore=stage]").await);
+    page.click("button[data-restore=verify]")
+        .await
+        .expect("verify");
+    wait_js(
+        &page,
+        "document.querySelector('#restore-result').textContent.includes('校验通过')",
+    )
+    .await;
+    assert!(!disabled(&page, "button[data-restore=stage]").await);
+    page.screenshot(&shots.join("settings-zh.png"))
+        .await
+        .expect("screenshot");
+
+    browser.close().await;
     h.running.shutdown().await;
 }
