@@ -85,8 +85,12 @@ pub async fn serve(
         .or(backup_routes(g.clone(), parts.backup, c.clone()))
         .unify()
         .boxed();
+    // A page or file route that refused its caller answers at once (401/403, or the login
+    // page); `routes` recovers only its own rejections, so these would end as its 404.
     let all = pages
         .or(files)
+        .unify()
+        .recover(answer_denied)
         .unify()
         .boxed()
         .or(routes(g, panels, parts.metrics, c))
@@ -542,6 +546,14 @@ fn error(e: &ApiError) -> warp::reply::Response {
         conflict,
     };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// The gate's refusal as its answer; every other rejection goes on to the next routes.
+async fn answer_denied(r: Rejection) -> Result<warp::reply::Response, Rejection> {
+    match r.find::<crate::console::Denied>() {
+        Some(d) => Ok(d.into_response()),
+        None => Err(r),
+    }
 }
 
 async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -706,6 +706,37 @@ impl Accounts {
         Ok(())
     }
 
+    /// Whether `password` is `name`'s current password, asked before an account changes its
+    /// own password. Failures count against the login limiter, as a login's do.
+    pub fn check_password(
+        &self,
+        now_ms: i64,
+        addr: &str,
+        name: &str,
+        password: &str,
+    ) -> Result<bool, AuthError> {
+        let key = user_key(name)?;
+        if let Err(until_ms) = self.limiter().check(now_ms, addr, &key) {
+            self.refused_locked.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::Locked((until_ms - now_ms + 999) / 1000));
+        }
+        let v = self
+            .store
+            .console_get(ACCOUNT, &key)?
+            .ok_or_else(|| AuthError::NoAccount(key.clone()))?;
+        let a: StoredAccount = decode(ACCOUNT, &key, v)?;
+        let pw: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
+        if verify(&pw, &a.password) {
+            self.limiter().success(addr, &key);
+            return Ok(true);
+        }
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        if self.limiter().failure(now_ms, addr, &key).is_some() {
+            self.lockouts.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(false)
+    }
+
     /// Checks a login and opens a session when it is right.
     pub fn login(
         &self,

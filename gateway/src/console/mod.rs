@@ -13,9 +13,12 @@
 //! Public without a caller: `/healthz`, `/login`, `/setup`, `/assets/*` (the console's CSS and
 //! JS), and the door panels and display, which check their own tokens (`panel`).
 
+pub mod audit_page;
 pub mod auth;
 pub mod rooms;
 pub mod scenes;
+pub mod settings;
+pub mod site_page;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -160,12 +163,15 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        // HTTP/2 (what browsers speak over HTTPS) names the host in `:authority`, not `Host`.
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(cloud_sync::webkit::serve::peer_addr())
         .map(
             |method: warp::http::Method,
              path: warp::path::FullPath,
              query: String,
              headers: warp::http::HeaderMap,
+             authority: Option<warp::host::Authority>,
              peer: Option<SocketAddr>| {
                 let get = |name: &str| {
                     headers
@@ -181,7 +187,7 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
                     authorization: get("authorization"),
                     csrf: get("x-csrf-token"),
                     origin: get("origin"),
-                    host: get("host"),
+                    host: get("host").or_else(|| authority.map(|a| a.to_string())),
                     fetch_site: get("sec-fetch-site"),
                     accept: get("accept"),
                     headers_panel: get("x-roomgate-panel").as_deref() == Some("1"),
@@ -394,7 +400,7 @@ pub fn layout(lang: Lang, title: &str, caller: Option<&Caller>, body: &str) -> S
             None => "",
         };
         nav.push_str(&format!(
-            "<span class=\"who\">{}</span><button class=\"link\" data-post=\"/logout\">{}</button>",
+            "<a class=\"who\" href=\"/account\">{}</a><button class=\"link\" data-post=\"/logout\">{}</button>",
             esc(&lang.f(Ui::SignedInAs, &[("user", &caller.who()), ("role", role)])),
             esc(lang.t(Ui::SignOut)),
         ));
@@ -1048,7 +1054,13 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
     let none = warp::any()
         .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
         .boxed();
-    let modules = vec![rooms::routes(ctx), scenes::routes(ctx)];
+    let modules = vec![
+        rooms::routes(ctx),
+        scenes::routes(ctx),
+        settings::routes(ctx),
+        site_page::routes(ctx),
+        audit_page::routes(ctx),
+    ];
     (modules.into_iter()).fold(none, |all, m| all.or(m).unify().boxed())
 }
 
