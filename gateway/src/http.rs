@@ -82,10 +82,7 @@ pub async fn serve(
         .or(backup_routes(g.clone(), parts.backup, c.clone()))
         .unify()
         .boxed();
-    let all = files
-        .or(routes(g, panels, parts.metrics, c))
-        .unify()
-        .boxed();
+    let all = routes(g, panels, parts.metrics, c, files);
     let main = cloud_sync::webkit::serve::serve(listen, tls, all).await?;
     let redirect = match redirect {
         Some(addr) => Some(
@@ -125,13 +122,16 @@ fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Inf
     warp::any().map(move || g.clone())
 }
 
-/// Every route but the site and backup files: health, the console's public pages, the API
-/// (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
+/// Every route: `files` (the site and backup files), health, the console's public pages, the
+/// API (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
+/// One `recover` after all of them, so a refusal (401, 403) is the answer rather than the
+/// "no such page" of a route tried after the refusing one.
 pub fn routes(
     g: GatewayHandle,
     panels: Arc<Panels>,
     metrics: Arc<MetricsSource>,
     c: Arc<Console>,
+    files: BoxedFilter<(warp::reply::Response,)>,
 ) -> BoxedFilter<(warp::reply::Response,)> {
     let counted = {
         let metrics = metrics.clone();
@@ -376,8 +376,9 @@ pub fn routes(
                 Err(e) => error(&e),
             }
         });
-    let chain = healthz
-        .map(Reply::into_response)
+    let chain = files
+        .or(healthz.map(Reply::into_response))
+        .unify()
         .boxed()
         .or(crate::console::public_routes(c.clone()))
         .unify()
