@@ -306,21 +306,25 @@ pub async fn http(
     send(to, req).await
 }
 
-/// Sends `req` with `Connection: close` (and the bearer token of `to`, unless `req` has its own
-/// `Authorization`), and reads the whole response.
+/// Sends `req` with `Connection: close` (and `Host: <addr>` and the bearer token of `to`, unless
+/// `req` has its own `Host` or `Authorization`), and reads the whole response.
 pub async fn send(to: impl Into<Api>, req: Request) -> Response {
     let to = to.into();
+    let has = |name: &str| {
+        req.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
     let mut head = format!(
-        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{} {} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         req.method,
         req.path,
-        to.addr,
         req.body.len()
     );
-    let own_auth = req
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    if !has("host") {
+        head.push_str(&format!("Host: {}\r\n", to.addr));
+    }
+    let own_auth = has("authorization");
     if let (Some(t), false) = (&to.token, own_auth) {
         head.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
