@@ -9,7 +9,7 @@
 #                                              # repacked as version <v>+upgradetest
 #
 # With systemd running (PID 1) the services are started, restarted and stopped by the
-# packages themselves and the gateway is reached over HTTP. Without systemd (a container) the
+# packages themselves and the gateway is reached over HTTPS. Without systemd (a container) the
 # maintainer scripts skip starting units, so the script runs the installed gateway itself as
 # user roomgate, the way gateway.service does, to write and read the data. The store's schema
 # migration from older releases is tested by `cargo test -p gateway --lib store` (a committed
@@ -56,22 +56,26 @@ systemd=
 [ -n "$systemd" ] && echo "test-upgrade: systemd is running: the packages start the services" ||
     echo "test-upgrade: no systemd: the gateway is run by this script as user roomgate"
 
+# The gateway's console: HTTPS on 8443 trusting only its own certificate, with the token it
+# writes for local tools at every start (both in its data dir); releases before the console
+# served plain HTTP on 8080.
 port=8443
-base="https://127.0.0.1:$port"
-# The console's own certificate (generated on first start, it lists 127.0.0.1) and the local
-# command line's token (rewritten at every start): what `gateway backup` uses too.
-api() {
-    curl -fsS --cacert /var/lib/roomgate/certs/console.crt \
-        -H "Authorization: Bearer $(cat /var/lib/roomgate/cli-token)" "$@"
+gw_curl() {
+    local path=$1; shift
+    local data=/var/lib/roomgate
+    if [ -f "$data/certs/console.crt" ] && [ -f "$data/cli-token" ]; then
+        curl -fsS --cacert "$data/certs/console.crt" \
+            -H "Authorization: Bearer $(cat "$data/cli-token")" "https://localhost:$port$path" "$@"
+    else
+        curl -fsS "http://127.0.0.1:8080$path" "$@"
+    fi
 }
 wait_healthy() {
     for _ in $(seq 1 100); do
-        [ -f /var/lib/roomgate/certs/console.crt ] &&
-            curl -fsS --cacert /var/lib/roomgate/certs/console.crt "$base/healthz" >/dev/null 2>&1 &&
-            return 0
+        gw_curl /healthz >/dev/null 2>&1 && return 0
         sleep 0.2
     done
-    fail "the gateway did not answer $base/healthz"
+    fail "the gateway did not answer /healthz on port $port"
 }
 # start_gateway / stop_gateway: what gateway.service does, when systemd is not there to do it.
 start_gateway() {
@@ -121,7 +125,7 @@ site_sum=$(sha256sum /etc/roomgate/site.toml)
 env_sum=$(sha256sum /etc/roomgate/hub.env)
 [ -z "$systemd" ] || systemctl restart gateway
 start_gateway
-booking=$(api -X POST "$base/api/rooms/t1/bookings" -H 'content-type: application/json' \
+booking=$(gw_curl /api/rooms/t1/bookings -X POST -H 'content-type: application/json' \
     -d '{"minutes": 30, "subject": "survives the upgrade", "organizer": "ana@example.com"}') ||
     fail "booking not accepted"
 booking_id=$(printf '%s' "$booking" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
@@ -140,8 +144,8 @@ if [ -n "$systemd" ]; then
     [ "$(systemctl show -p MainPID --value gateway)" != "$pid_before" ] || fail "gateway.service not restarted"
 fi
 start_gateway
-api "$base/api/rooms/t1" | grep -q "$booking_id" || fail "booking $booking_id lost in the upgrade"
-api "$base/metrics" | grep -q '^roomgate_build_info' || fail "no build info after the upgrade"
+gw_curl /api/rooms/t1 | grep -q "$booking_id" || fail "booking $booking_id lost in the upgrade"
+gw_curl /metrics | grep -q '^roomgate_build_info' || fail "no build info after the upgrade"
 stop_gateway
 ok "upgraded: configuration kept, gateway restarted, booking still there"
 

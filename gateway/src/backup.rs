@@ -810,22 +810,77 @@ impl BackupSource {
 }
 
 /// `GET /api/backup` from the gateway at `addr` (`gateway backup` while the gateway runs:
-/// its store is locked to every other process). A plain HTTP/1.0 request on loopback.
-pub fn fetch_from_gateway(addr: &str) -> Result<Vec<u8>, BackupError> {
+/// its store is locked to every other process), over HTTPS trusting only the certificate in
+/// `<data>/certs/console.crt` and with the token in `<data>/cli-token` as the bearer (both
+/// written by the gateway at start, readable by its user).
+pub fn fetch_from_gateway(addr: &str, data: &Path) -> Result<Vec<u8>, BackupError> {
     use std::net::ToSocketAddrs as _;
-    let what = format!("GET http://{addr}/api/backup");
+    let token_path = data.join(crate::app::CLI_TOKEN_FILE);
+    let token = match std::fs::read_to_string(&token_path) {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        Ok(_) => {
+            return Err(refused(
+                &token_path.display().to_string(),
+                "empty: the running gateway writes its token there at every start",
+            ));
+        }
+        Err(e) => {
+            return Err(refused(
+                &token_path.display().to_string(),
+                format!(
+                    "{e}: the running gateway writes this token at every start, readable only by \
+                     its user (is --data the running gateway's data dir, and are you its user?)"
+                ),
+            ));
+        }
+    };
+    let cert_path = data.join(crate::console::tls::CERT_FILE);
+    if let Err(e) = std::fs::metadata(&cert_path) {
+        return Err(refused(
+            &cert_path.display().to_string(),
+            format!(
+                "{e}: the gateway writes its HTTPS certificate there at start (a gateway run \
+                 with --plain-http has none: fetch /api/backup through its proxy instead)"
+            ),
+        ));
+    }
+    let tls = crate::console::tls::pinned_client_config(&cert_path)
+        .map_err(|e| refused(&cert_path.display().to_string(), e.to_string()))?;
+    let what = format!("GET https://{addr}/api/backup");
     let target = addr
         .to_socket_addrs()
         .map_err(io(&what))?
         .next()
         .ok_or_else(|| refused(addr, "no address to connect to"))?;
-    let mut s = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10))
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    // The pin decides, not the name; the name only goes out as SNI when it is one.
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .or_else(|_| rustls::pki_types::ServerName::try_from("localhost"))
+        .map_err(|e| refused(addr, e.to_string()))?;
+    let conn =
+        rustls::ClientConnection::new(tls, name).map_err(|e| refused(&what, e.to_string()))?;
+    let s = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(10))
         .map_err(io(&what))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(300)))
         .map_err(io(&what))?;
-    write!(s, "GET /api/backup HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(io(&what))?;
+    let mut s = rustls::StreamOwned::new(conn, s);
+    write!(
+        s,
+        "GET /api/backup HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    )
+    .and_then(|()| s.flush())
+    .map_err(io(&what))?;
     let mut answer = Vec::new();
-    s.read_to_end(&mut answer).map_err(io(&what))?;
+    match s.read_to_end(&mut answer) {
+        Ok(_) => {}
+        // Closed without a TLS close_notify: the length below says whether all came.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {}
+        Err(e) => return Err(io(&what)(e)),
+    }
     let split = answer
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -833,10 +888,41 @@ pub fn fetch_from_gateway(addr: &str) -> Result<Vec<u8>, BackupError> {
     let head = String::from_utf8_lossy(&answer[..split]).into_owned();
     let body = answer.split_off(split + 4);
     let status = head.split_whitespace().nth(1).unwrap_or_default();
-    if status != "200" {
+    match status {
+        "200" => {}
+        "401" | "403" => {
+            return Err(refused(
+                &what,
+                format!(
+                    "answered {status}: {} (the token in {} belongs to the gateway that wrote \
+                     it; is the gateway at {addr} the one using this data dir?)",
+                    String::from_utf8_lossy(&body),
+                    token_path.display()
+                ),
+            ));
+        }
+        _ => {
+            return Err(refused(
+                &what,
+                format!("answered {status}: {}", String::from_utf8_lossy(&body)),
+            ));
+        }
+    }
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    if let Some(length) = length
+        && length != body.len()
+    {
         return Err(refused(
             &what,
-            format!("answered {status}: {}", String::from_utf8_lossy(&body)),
+            format!(
+                "the archive was cut short ({} of {length} bytes)",
+                body.len()
+            ),
         ));
     }
     Ok(body)

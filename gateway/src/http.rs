@@ -85,17 +85,7 @@ pub async fn serve(
         .or(backup_routes(g.clone(), parts.backup, c.clone()))
         .unify()
         .boxed();
-    // A page or file route that refused its caller answers at once (401/403, or the login
-    // page); `routes` recovers only its own rejections, so these would end as its 404.
-    let all = pages
-        .or(files)
-        .unify()
-        .recover(answer_denied)
-        .unify()
-        .boxed()
-        .or(routes(g, panels, parts.metrics, c))
-        .unify()
-        .boxed();
+    let all = routes(g, panels, parts.metrics, c, pages.or(files).unify().boxed());
     let main = cloud_sync::webkit::serve::serve(listen, tls, all).await?;
     let redirect = match redirect {
         Some(addr) => Some(
@@ -135,13 +125,16 @@ fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Inf
     warp::any().map(move || g.clone())
 }
 
-/// Every route but the site and backup files: health, the console's public pages, the API
-/// (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
+/// Every route: `files` (the site and backup files), health, the console's public pages, the
+/// API (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
+/// One `recover` after all of them, so a refusal (401, 403) is the answer rather than the
+/// "no such page" of a route tried after the refusing one.
 pub fn routes(
     g: GatewayHandle,
     panels: Arc<Panels>,
     metrics: Arc<MetricsSource>,
     c: Arc<Console>,
+    files: BoxedFilter<(warp::reply::Response,)>,
 ) -> BoxedFilter<(warp::reply::Response,)> {
     let counted = {
         let metrics = metrics.clone();
@@ -386,8 +379,9 @@ pub fn routes(
                 Err(e) => error(&e),
             }
         });
-    let chain = healthz
-        .map(Reply::into_response)
+    let chain = files
+        .or(healthz.map(Reply::into_response))
+        .unify()
         .boxed()
         .or(crate::console::public_routes(c.clone()))
         .unify()
@@ -546,14 +540,6 @@ fn error(e: &ApiError) -> warp::reply::Response {
         conflict,
     };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
-}
-
-/// The gate's refusal as its answer; every other rejection goes on to the next routes.
-async fn answer_denied(r: Rejection) -> Result<warp::reply::Response, Rejection> {
-    match r.find::<crate::console::Denied>() {
-        Some(d) => Ok(d.into_response()),
-        None => Err(r),
-    }
 }
 
 async fn recover(r: Rejection) -> Result<warp::reply::Response, Infallible> {

@@ -315,8 +315,9 @@ fn backup(
     let (manifest, how) = match backup::backup_stopped(site, data, out, jiff::Timestamp::now()) {
         Ok(m) => (m, "from the stopped gateway's store".to_owned()),
         Err(BackupError::Store(StoreError::InUse { .. })) => {
-            let bytes = backup::fetch_from_gateway(gateway)
-                .context("the gateway runs (its store is locked): fetching its backup over HTTP")?;
+            let bytes = backup::fetch_from_gateway(gateway, data).context(
+                "the gateway runs (its store is locked): fetching its backup over HTTPS",
+            )?;
             // Checked before it is kept: a backup nobody can restore is worse than none.
             let verified = backup::verify(&bytes).context("the archive the gateway sent")?;
             backup::write_file_private(out, &bytes)?;

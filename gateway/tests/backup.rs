@@ -1,15 +1,19 @@
 //! Backup and restore end to end with the real `gateway` binary: bookings, check-ins and
 //! activity survive a backup taken while the gateway runs, a wiped data dir and a restore;
 //! tampered archives are refused naming the file; a restore uploaded over HTTP is applied at
-//! the next start.
+//! the next start. The gateway serves HTTPS; the tests and `gateway backup` trust only its
+//! certificate and carry its `cli-token`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::Console;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-/// Starts `gateway run`; returns the child and its HTTP address (read from its log).
-fn start(site: &Path, data: &Path) -> (Child, String) {
+/// Starts `gateway run`; returns the child and its console (the address read from its log).
+fn start(site: &Path, data: &Path) -> (Child, Console) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--listen", "127.0.0.1:0", "--site"])
         .arg(site)
@@ -26,16 +30,16 @@ fn start(site: &Path, data: &Path) -> (Child, String) {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
+            if !sent && let Some(addr) = common::console_addr(&line) {
+                let _ = tx.send(addr);
                 sent = true;
             }
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("the gateway logs 'listening on http://' within a minute");
-    (child, addr)
+        .expect("the gateway logs 'console at https://' within a minute");
+    (child, Console::new(&addr, data))
 }
 
 /// SIGTERM, then wait: the gateway closes its store and exits.
@@ -49,34 +53,14 @@ fn stop(mut child: Child) {
     assert!(status.success(), "the gateway stops cleanly: {status}");
 }
 
-/// One HTTP/1.0 request; returns status, head and body.
-fn http(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "{method} {path} HTTP/1.0\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .expect("send");
-    s.write_all(body).expect("send body");
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).expect("read");
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let body = out.split_off(split + 4);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head, body)
+/// One request with the CLI token; returns status, head and body.
+fn http(gw: &Console, method: &str, path: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let a = gw.request(method, path, body);
+    (a.status, a.head, a.body)
 }
 
-fn json(addr: &str, path: &str) -> serde_json::Value {
-    let (status, _, body) = http(addr, "GET", path, b"");
+fn json(console: &Console, path: &str) -> serde_json::Value {
+    let (status, _, body) = http(console, "GET", path, b"");
     assert_eq!(status, 200, "GET {path}");
     serde_json::from_slice(&body).expect("JSON")
 }
@@ -98,9 +82,9 @@ fn restore(site: &Path, data: &Path, from: &Path, verify_only: bool) -> Output {
 
 /// The rooms' current bookings once the main loop has published its first snapshot after a
 /// start (it derives the rooms' phases from the store at its first tick).
-fn bookings_after_start(addr: &str) -> Vec<(String, String, bool)> {
+fn bookings_after_start(console: &Console) -> Vec<(String, String, bool)> {
     for _ in 0..500 {
-        let b = bookings(addr);
+        let b = bookings(console);
         if !b.is_empty() {
             return b;
         }
@@ -110,8 +94,8 @@ fn bookings_after_start(addr: &str) -> Vec<(String, String, bool)> {
 }
 
 /// Each room's current booking: (room, booking id, checked in).
-fn bookings(addr: &str) -> Vec<(String, String, bool)> {
-    let rooms = json(addr, "/api/rooms");
+fn bookings(console: &Console) -> Vec<(String, String, bool)> {
+    let rooms = json(console, "/api/rooms");
     rooms
         .as_array()
         .expect("rooms")
@@ -127,8 +111,8 @@ fn bookings(addr: &str) -> Vec<(String, String, bool)> {
         .collect()
 }
 
-fn activity(addr: &str, room: &str) -> Vec<String> {
-    let room = json(addr, &format!("/api/rooms/{room}"));
+fn activity(console: &Console, room: &str) -> Vec<String> {
+    let room = json(console, &format!("/api/rooms/{room}"));
     room["activity"]
         .as_array()
         .expect("activity")
@@ -169,29 +153,29 @@ fn bookings_check_ins_and_activity_come_back_from_a_backup() {
     std::fs::write(&site, format!("[site]\nname = \"Backup lab\"\n{rooms}")).expect("site");
     let data = dir.path().join("data");
 
-    let (gw, addr) = start(&site, &data);
+    let (gw, console) = start(&site, &data);
     for i in 0..3 {
         let (status, _, body) = http(
-            &addr,
+            &console,
             "POST",
             &format!("/api/rooms/r{i}/bookings"),
             format!(r#"{{"minutes": 45, "subject": "Meeting {i}"}}"#).as_bytes(),
         );
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
     }
-    assert_eq!(http(&addr, "POST", "/api/rooms/r0/checkin", b"").0, 200);
-    let before = bookings(&addr);
+    assert_eq!(http(&console, "POST", "/api/rooms/r0/checkin", b"").0, 200);
+    let before = bookings(&console);
     assert_eq!(before.len(), 3);
     assert!(
         before
             .iter()
             .any(|(r, _, checked_in)| r == "r0" && *checked_in)
     );
-    let r0_activity = activity(&addr, "r0");
+    let r0_activity = activity(&console, "r0");
     assert!(!r0_activity.is_empty());
 
     // While it runs: over HTTP, and with the CLI (which finds the store locked and asks it).
-    let (status, head, archive) = http(&addr, "GET", "/api/backup", b"");
+    let (status, head, archive) = http(&console, "GET", "/api/backup", b"");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&archive));
     let head = head.to_ascii_lowercase();
     assert!(
@@ -203,7 +187,7 @@ fn bookings_check_ins_and_activity_come_back_from_a_backup() {
     std::fs::write(&from, &archive).expect("write archive");
     let cli_archive = dir.path().join("cli.tar.gz");
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["backup", "--gateway", &addr, "--site"])
+        .args(["backup", "--gateway", &console.addr, "--site"])
         .arg(&site)
         .arg("--data")
         .arg(&data)
@@ -220,20 +204,65 @@ fn bookings_check_ins_and_activity_come_back_from_a_backup() {
     assert!(said.contains("through the running gateway"), "{said}");
     assert!(said.contains("3 bookings"), "{said}");
 
+    // The CLI trusts only this gateway's certificate and needs its token: without the token
+    // file, with a wrong token, or pinned to another certificate, it says why and writes nothing.
+    let cli_backup = |out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["backup", "--gateway", &console.addr, "--site"])
+            .arg(&site)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .expect("gateway backup")
+    };
+    let refused_out = dir.path().join("refused.tar.gz");
+    let token_file = data.join("cli-token");
+    let token = std::fs::read(&token_file).expect("cli-token");
+    std::fs::remove_file(&token_file).expect("hide the token");
+    let out = cli_backup(&refused_out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cli-token") && err.contains("writes this token at every start"),
+        "{err}"
+    );
+    std::fs::write(&token_file, "0".repeat(64)).expect("a wrong token");
+    let out = cli_backup(&refused_out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("answered 401"), "{err}");
+    std::fs::write(&token_file, &token).expect("the token back");
+    let cert_file = data.join("certs/console.crt");
+    let cert = std::fs::read(&cert_file).expect("certificate");
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("another certificate");
+    std::fs::write(&cert_file, other.cert.pem()).expect("pin another certificate");
+    let out = cli_backup(&refused_out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("certificate is not the one in") && err.contains("console.crt"),
+        "{err}"
+    );
+    std::fs::write(&cert_file, &cert).expect("the certificate back");
+    assert!(!refused_out.exists(), "a refused backup writes no file");
+
     // A restore while the gateway runs is refused, and so is an upload that was changed.
     let out = restore(&site, &data, &from, false);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stop it first"), "{err}");
     let bad = tampered(&archive, "data/gateway.redb");
-    let (status, _, body) = http(&addr, "POST", "/api/restore?verify_only=1", &bad);
+    let (status, _, body) = http(&console, "POST", "/api/restore?verify_only=1", &bad);
     assert_eq!(status, 422);
     assert!(
         String::from_utf8_lossy(&body).contains("data/gateway.redb: SHA-256 does not match"),
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let (status, _, body) = http(&addr, "POST", "/api/restore?verify_only=1", &archive);
+    let (status, _, body) = http(&console, "POST", "/api/restore?verify_only=1", &archive);
     assert_eq!(status, 200);
     let answer: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(answer["manifest"]["site"], "Backup lab");
@@ -266,20 +295,20 @@ fn bookings_check_ins_and_activity_come_back_from_a_backup() {
     assert!(said.contains("restored site 'Backup lab'"), "{said}");
     assert!(said.contains("gateway.redb"), "{said}");
 
-    let (gw, addr) = start(&site, &data);
+    let (gw, console) = start(&site, &data);
     assert_eq!(
-        bookings_after_start(&addr),
+        bookings_after_start(&console),
         before,
         "bookings and check-ins are back"
     );
-    let now = activity(&addr, "r0");
+    let now = activity(&console, "r0");
     for line in &r0_activity {
         assert!(now.contains(line), "activity line {line} is back");
     }
 
     // A new booking, then the old archive uploaded: staged now, applied at the next start.
     let (status, _, _) = http(
-        &addr,
+        &console,
         "POST",
         "/api/rooms/r1/bookings",
         br#"{"minutes": 30, "subject": "Later"}"#,
@@ -288,15 +317,15 @@ fn bookings_check_ins_and_activity_come_back_from_a_backup() {
         status, 409,
         "r1 is busy: the conflict proves the restored booking runs"
     );
-    assert_eq!(http(&addr, "POST", "/api/rooms/r1/end", b"").0, 200);
-    assert_ne!(bookings(&addr), before);
-    let (status, _, body) = http(&addr, "POST", "/api/restore", &archive);
+    assert_eq!(http(&console, "POST", "/api/rooms/r1/end", b"").0, 200);
+    assert_ne!(bookings(&console), before);
+    let (status, _, body) = http(&console, "POST", "/api/restore", &archive);
     assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
     assert!(data.join(".restore").is_dir());
     stop(gw);
-    let (gw, addr) = start(&site, &data);
+    let (gw, console) = start(&site, &data);
     assert_eq!(
-        bookings_after_start(&addr),
+        bookings_after_start(&console),
         before,
         "the uploaded restore was applied at start"
     );

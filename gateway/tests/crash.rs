@@ -2,8 +2,12 @@
 //! when the hub restarts mid-stream: every event reaches the hub exactly once, in order.
 //!
 //! Runs the real `gateway` binary against a Mosquitto started here (plain TCP on a free
-//! loopback port: `tls = false`, as a lab would; TLS is tested in tests/tests/sync.rs).
+//! loopback port: `tls = false`, as a lab would; TLS is tested in tests/tests/sync.rs). Its
+//! console is HTTPS, reached with its certificate and `cli-token`.
 
+mod common;
+
+use common::Console;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
@@ -80,8 +84,8 @@ fn wait(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// Starts `gateway run`; returns the child and its HTTP address (read from its log).
-fn gateway(site: &Path, data: &Path) -> (Child, String) {
+/// Starts `gateway run`; returns the child and its console (the address read from its log).
+fn gateway(site: &Path, data: &Path) -> (Child, Console) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--listen", "127.0.0.1:0", "--site"])
         .arg(site)
@@ -100,8 +104,8 @@ fn gateway(site: &Path, data: &Path) -> (Child, String) {
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            if !sent && let Some(rest) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(rest.trim().to_owned());
+            if !sent && let Some(addr) = common::console_addr(&line) {
+                let _ = tx.send(addr);
                 sent = true;
             }
             // Keep draining the log so the child never blocks on a full pipe.
@@ -109,25 +113,12 @@ fn gateway(site: &Path, data: &Path) -> (Child, String) {
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("the gateway logs 'listening on http://' within a minute");
-    (child, addr)
+        .expect("the gateway logs 'console at https://' within a minute");
+    (child, Console::new(&addr, data))
 }
 
-fn post(addr: &str, path: &str, body: &str) -> u16 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("read");
-    out.split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+fn post(console: &Console, path: &str, body: &str) -> u16 {
+    console.request("POST", path, body.as_bytes()).status
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,12 +147,12 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
     )
     .expect("site");
     let data = dir.path().join("data");
-    let (mut gw, addr) = gateway(&site, &data);
+    let (mut gw, console) = gateway(&site, &data);
 
     // 40 local bookings: 40 events; some reach the hub, then the gateway dies hard.
     for i in 0..40 {
         let status = post(
-            &addr,
+            &console,
             &format!("/api/rooms/r{i}/bookings"),
             r#"{"minutes": 30}"#,
         );
@@ -179,8 +170,8 @@ async fn a_killed_gateway_and_a_restarted_hub_lose_and_duplicate_nothing() {
     let hub = Hub::start(options("hub-1"), Arc::clone(&store), "hub");
 
     // Restarted on the same data: the outbox resumes; the hub ends with each event once.
-    let (mut gw, addr) = gateway(&site, &data);
-    assert_eq!(post(&addr, "/api/rooms/r0/checkin", ""), 200);
+    let (mut gw, console) = gateway(&site, &data);
+    assert_eq!(post(&console, "/api/rooms/r0/checkin", ""), 200);
     let store2 = Arc::clone(&store);
     let id2 = id.clone();
     let rt = tokio::runtime::Handle::current();

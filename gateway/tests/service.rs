@@ -2,9 +2,13 @@
 //! and scores 2.5 or better on `systemd-analyze security`; the real binary speaks the notify
 //! protocol (READY once the API answers, watchdog pings that stop when the process is stopped,
 //! STOPPING on SIGTERM); `/metrics` on a floor of simulators; the log filter changed at runtime.
+//! The console is HTTPS: the first start logs its setup code and writes it and the local
+//! tools' token readable by the gateway's user only; requests carry that token.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+mod common;
+
+use common::Console;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -94,30 +98,10 @@ pub fn exposure(report: &str) -> Option<f64> {
     after.split_whitespace().next()?.parse().ok()
 }
 
-/// A plain HTTP/1.1 request; returns the status and the body.
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let body = body.unwrap_or("");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send");
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).expect("read");
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status line");
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+/// A request with the CLI token; returns the status and the body.
+fn http(console: &Console, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let a = console.request(method, path, body.unwrap_or("").as_bytes());
+    (a.status, a.text())
 }
 
 /// The value of the first series whose line starts with `prefix`.
@@ -157,11 +141,12 @@ async fn the_binary_notifies_systemd_serves_metrics_and_changes_its_log_filter()
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
 
+    let data = dir.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(["run", "--listen", "127.0.0.1:0", "--site"])
         .arg(&site)
         .arg("--data")
-        .arg(dir.path().join("data"))
+        .arg(&data)
         .env("NOTIFY_SOCKET", &notify_path)
         // Pings every 0.25 s.
         .env("WATCHDOG_USEC", "500000")
@@ -184,16 +169,32 @@ async fn the_binary_notifies_systemd_serves_metrics_and_changes_its_log_filter()
     // READY=1 comes first, and by then the API answers.
     let ready = next_message(&notify).await;
     assert!(ready.starts_with("READY=1\nSTATUS=serving "), "{ready:?}");
-    let addr: SocketAddr = loop {
+    let mut setup_logged = false;
+    let addr = loop {
         let line = lines
             .recv_timeout(Duration::from_secs(30))
             .expect("the gateway logs its address");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().parse().expect("address");
+        setup_logged |= line.contains("setup code");
+        if let Some(addr) = common::console_addr(&line) {
+            break addr;
         }
     };
-    let (status, body) = http(addr, "GET", "/healthz", None);
+    // A first start: no account yet, so a setup code, logged and in a file only the gateway's
+    // user reads; and the local tools' token, likewise.
+    assert!(setup_logged, "the first start logs the setup code");
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in ["setup-code", "cli-token"] {
+        let mode = std::fs::metadata(data.join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is private");
+    }
+    let console = Console::new(&addr, &data);
+    let anonymous = Console::anonymous(&addr, &data);
+    let (status, body) = http(&anonymous, "GET", "/healthz", None);
     assert_eq!(status, 200, "{body}");
+    assert_eq!(http(&anonymous, "GET", "/metrics", None).0, 401);
 
     // The watchdog keeps being pinged while the loop runs.
     for _ in 0..3 {
@@ -202,7 +203,7 @@ async fn the_binary_notifies_systemd_serves_metrics_and_changes_its_log_filter()
 
     // Metrics from a floor of simulators: device request counters move, the outbox depth and
     // the store size are numbers, HTTP requests are counted by route.
-    let (status, first) = http(addr, "GET", "/metrics", None);
+    let (status, first) = http(&console, "GET", "/metrics", None);
     assert_eq!(status, 200);
     let polled = |text: &str| {
         metric(text, "roomgate_device_requests_total{device=\"lights\"}").expect("lights requests")
@@ -215,7 +216,7 @@ async fn the_binary_notifies_systemd_serves_metrics_and_changes_its_log_filter()
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        later = http(addr, "GET", "/metrics", None).1;
+        later = http(&console, "GET", "/metrics", None).1;
     }
     assert!(polled(&later) > before.0, "device requests moved:\n{later}");
     assert!(bus_frames(&later) > before.1, "bus frames moved:\n{later}");
@@ -238,20 +239,20 @@ async fn the_binary_notifies_systemd_serves_metrics_and_changes_its_log_filter()
 
     // The log filter: a bad one is refused with 422, a good one takes effect.
     let (status, body) = http(
-        addr,
+        &console,
         "PUT",
         "/api/log-level",
         Some(r#"{"filter":"gateway=loudest"}"#),
     );
     assert_eq!(status, 422, "{body}");
     let (status, body) = http(
-        addr,
+        &console,
         "PUT",
         "/api/log-level",
         Some(r#"{"filter":"warn,gateway=debug"}"#),
     );
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http(addr, "GET", "/api/log-level", None);
+    let (status, body) = http(&console, "GET", "/api/log-level", None);
     assert_eq!(status, 200);
     assert!(body.contains("gateway=debug"), "{body}");
 

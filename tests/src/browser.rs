@@ -4,8 +4,10 @@
 //! and a DevTools port chosen by the browser (`--remote-debugging-port=0`, read back from
 //! `DevToolsActivePort`), then opens one page. A `Page` navigates, runs JavaScript in the page
 //! (to click, fill forms and read the DOM as a user's browser would), waits for conditions and
-//! takes screenshots. Certificate errors are ignored so tests can use the gateway's self-signed
-//! HTTPS certificate. Chromium is installed by `tests/peers/ensure.sh` when missing; a test that
+//! takes screenshots. `Browser::launch_trusting(cert)` accepts exactly one more certificate,
+//! the gateway's self-signed one, by its public key's hash
+//! (`--ignore-certificate-errors-spki-list`); other certificate errors still fail. Chromium is
+//! installed by `tests/peers/ensure.sh` when missing; a test that
 //! needs the browser fails (never skips) when it cannot start.
 
 use std::collections::HashMap;
@@ -100,6 +102,54 @@ impl Connection {
     }
 }
 
+/// Base64 of the SHA-256 of the first certificate's SubjectPublicKeyInfo (DER), the form
+/// Chromium's `--ignore-certificate-errors-spki-list` takes.
+pub fn spki_pin(cert_pem: &[u8]) -> Option<String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let cert = CertificateDer::pem_slice_iter(cert_pem).next()?.ok()?;
+    let spki = subject_public_key_info(cert.as_ref())?;
+    let hash = ring::digest::digest(&ring::digest::SHA256, spki);
+    Some(base64::engine::general_purpose::STANDARD.encode(hash.as_ref()))
+}
+
+/// The SubjectPublicKeyInfo of an X.509 certificate, tag and length included (RFC 5280
+/// 4.1: Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
+/// signature, issuer, validity, subject, subjectPublicKeyInfo, ... }, ... }).
+fn subject_public_key_info(cert: &[u8]) -> Option<&[u8]> {
+    let (_, certificate, _) = der(cert)?;
+    let (_, tbs, _) = der(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xA0 {
+        rest = after; // the explicit version
+    }
+    for _ in 0..5 {
+        rest = der(rest)?.2; // serial, signature, issuer, validity, subject
+    }
+    let (tag, _, after) = der(rest)?;
+    (tag == 0x30).then(|| &rest[..rest.len() - after.len()])
+}
+
+/// One DER element: (tag, contents, what follows). Single-byte tags, definite lengths.
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
 /// Where Debian installs Chromium.
 pub fn chromium_path() -> Option<PathBuf> {
     ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -111,6 +161,19 @@ pub fn chromium_path() -> Option<PathBuf> {
 impl Browser {
     /// Starts headless Chromium (installing it through `tests/peers/ensure.sh` when missing).
     pub async fn launch() -> Result<Browser, BrowserError> {
+        Browser::start(None).await
+    }
+
+    /// [`Browser::launch`], trusting the (self-signed) certificate in `cert_pem` as well: the
+    /// first certificate of the PEM, pinned by the SHA-256 of its public key.
+    pub async fn launch_trusting(cert_pem: &[u8]) -> Result<Browser, BrowserError> {
+        let pin = spki_pin(cert_pem).ok_or_else(|| {
+            BrowserError::Launch("no certificate with a public key in the PEM".into())
+        })?;
+        Browser::start(Some(pin)).await
+    }
+
+    async fn start(spki_pin: Option<String>) -> Result<Browser, BrowserError> {
         let exe = tokio::task::spawn_blocking(|| crate::peers::find_or_install(chromium_path))
             .await
             .map_err(|e| BrowserError::Launch(e.to_string()))?
@@ -124,13 +187,13 @@ impl Browser {
                 "--disable-dev-shm-usage",
                 "--no-first-run",
                 "--no-default-browser-check",
-                "--ignore-certificate-errors",
                 "--remote-debugging-port=0",
                 "--remote-debugging-address=127.0.0.1",
                 "--window-size=1280,900",
                 "about:blank",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(spki_pin.map(|p| format!("--ignore-certificate-errors-spki-list={p}")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -398,4 +461,27 @@ pub fn artifacts_dir(what: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../target/artifacts")
         .join(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spki_pin_hashes_the_certificates_public_key() {
+        use rcgen::PublicKeyData as _;
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("cert");
+        let spki = subject_public_key_info(made.cert.der()).expect("spki");
+        assert_eq!(spki, made.signing_key.subject_public_key_info().as_slice());
+        let pin = spki_pin(made.cert.pem().as_bytes()).expect("pin");
+        let want = ring::digest::digest(
+            &ring::digest::SHA256,
+            &made.signing_key.subject_public_key_info(),
+        );
+        assert_eq!(
+            pin,
+            base64::engine::general_purpose::STANDARD.encode(want.as_ref())
+        );
+        assert!(spki_pin(b"no certificate").is_none());
+    }
 }

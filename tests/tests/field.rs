@@ -14,7 +14,7 @@ use drivers::serial::sim::{Fault, PtyPair, ReaderSim, ReaderWire};
 use drivers::sim::SimKind;
 use drivers::sim::rtu::RtuSimBus;
 use gateway::clock::{Clock, ManualClock};
-use roomgate_tests::{http, wait_for};
+use roomgate_tests::{Api, http, wait_for};
 use scenes::{Span, Timestamp};
 use serde_json::json;
 
@@ -157,11 +157,12 @@ credentials = ["0004512345"]
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(clock.clone()),
     )
     .await
     .expect("gateway starts");
+    let api = Api::operator(&running);
     let gw = running.handle().clone();
     wait_for("every device online", WAIT, || {
         let s = gw.snapshot();
@@ -175,7 +176,7 @@ credentials = ["0004512345"]
     };
 
     let r = http(
-        running.addr,
+        &api,
         "POST",
         "/api/rooms/r1/bookings",
         Some(
@@ -271,7 +272,7 @@ credentials = ["0004512345"]
             .any(|d| d.id == "lights" && d.address == "bus rs485-1 unit 1")
     );
 
-    let r = http(running.addr, "GET", "/api/buses", None).await;
+    let r = http(&api, "GET", "/api/buses", None).await;
     let bus = &r.body[0];
     assert_eq!(bus["id"], "rs485-1");
     assert_eq!(bus["open"], true);

@@ -91,6 +91,13 @@ async fn api(
         status,
         body: serde_json::from_str(text).unwrap_or(Value::Null),
         text: text.to_owned(),
+        bytes: text.as_bytes().to_vec(),
+        headers: head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect(),
     }
 }
 
@@ -163,6 +170,8 @@ struct Floor {
     pir: SimDevice,
     clock: ManualClock,
     running: gateway::app::Running,
+    /// The gateway's API as an operator.
+    api: roomgate_tests::Api,
     gw: gateway::runtime::GatewayHandle,
     agent: tokio::sync::watch::Receiver<AgentStatus>,
     _data: tempfile::TempDir,
@@ -222,11 +231,12 @@ bindings = {{ light = "lights/r2" }}
         let running = gateway::app::start(
             site,
             data.path(),
-            ([127, 0, 0, 1], 0).into(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             Clock::Manual(clock.clone()),
         )
         .await
         .expect("gateway");
+        let api = roomgate_tests::Api::operator(&running);
         let gw = running.handle().clone();
         let mut cfg = AgentConfig::new(
             id.clone(),
@@ -250,6 +260,7 @@ bindings = {{ light = "lights/r2" }}
             pir,
             clock,
             running,
+            api,
             gw,
             agent,
             _data: data,
@@ -276,9 +287,9 @@ bindings = {{ light = "lights/r2" }}
             .expect("gateway store")
     }
 
-    /// A gateway API call (its local HTTP, no token).
+    /// A gateway API call (its local HTTPS, as an operator).
     async fn local(&self, method: &str, path: &str, body: Option<&Value>) -> Response {
-        roomgate_tests::http(self.running.addr, method, path, body).await
+        roomgate_tests::http(&self.api, method, path, body).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
-use roomgate_tests::{f32_from_words, http, wait_for};
+use roomgate_tests::{Api, f32_from_words, http, wait_for};
 use scenes::{Span, Timestamp};
 use serde_json::json;
 
@@ -159,6 +159,8 @@ struct Harness {
     floor: Floor,
     clock: ManualClock,
     running: Option<gateway::app::Running>,
+    /// The API as an operator (the token is kept in the store across restarts).
+    api: Option<Api>,
     data: tempfile::TempDir,
 }
 
@@ -171,6 +173,7 @@ impl Harness {
             floor,
             clock,
             running: None,
+            api: None,
             data,
         };
         h.boot().await;
@@ -182,11 +185,16 @@ impl Harness {
         let running = gateway::app::start(
             site,
             self.data.path(),
-            ([127, 0, 0, 1], 0).into(),
+            std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             Clock::Manual(self.clock.clone()),
         )
         .await
         .expect("gateway starts");
+        self.api = Some(match self.api.take() {
+            // A restarted gateway: a new port, the same certificate and token.
+            Some(api) => api.at(running.addr),
+            None => Api::operator(&running),
+        });
         self.running = Some(running);
         let h = self.gw().clone();
         wait_for("every device online", WAIT, || {
@@ -200,8 +208,8 @@ impl Harness {
         self.running.as_ref().expect("running").handle()
     }
 
-    fn addr(&self) -> std::net::SocketAddr {
-        self.running.as_ref().expect("running").addr
+    fn api(&self) -> &Api {
+        self.api.as_ref().expect("running")
     }
 
     /// Moves the clock to `hhmm` through every engine deadline on the way, as real time would.
@@ -248,7 +256,7 @@ impl Harness {
 
     async fn book(&self, room: &str, from: &str, to: &str, subject: &str) -> String {
         let r = http(
-            self.addr(),
+            self.api(),
             "POST",
             &format!("/api/rooms/{room}/bookings"),
             Some(&json!({ "start": iso(from), "end": iso(to), "subject": subject, "organizer": "ana@example.com" })),
@@ -260,7 +268,7 @@ impl Harness {
 
     async fn check_in(&self, room: &str) -> String {
         let r = http(
-            self.addr(),
+            self.api(),
             "POST",
             &format!("/api/rooms/{room}/checkin"),
             None,
@@ -273,7 +281,7 @@ impl Harness {
     /// Presents a card or QR code at the room's door; returns what happened, in words.
     async fn credential(&self, room: &str, credential: &str) -> String {
         let r = http(
-            self.addr(),
+            self.api(),
             "POST",
             &format!("/api/rooms/{room}/credential"),
             Some(&json!({ "credential": credential })),
@@ -284,7 +292,7 @@ impl Harness {
     }
 
     async fn activity(&self, room: &str) -> Vec<String> {
-        let r = http(self.addr(), "GET", &format!("/api/rooms/{room}"), None).await;
+        let r = http(self.api(), "GET", &format!("/api/rooms/{room}"), None).await;
         assert_eq!(r.status, 200);
         r.body["activity"]
             .as_array()
@@ -542,7 +550,7 @@ async fn a_dead_device_makes_its_points_unavailable_and_never_releases_a_meeting
         "missing data never releases a meeting"
     );
     assert!(light_on(&h.floor));
-    let r = http(h.addr(), "GET", "/api/devices", None).await;
+    let r = http(h.api(), "GET", "/api/devices", None).await;
     let pir = r
         .body
         .as_array()
@@ -573,7 +581,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     let id = h.book("r1", "09:00", "10:00", "First").await;
 
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/bookings",
         Some(&json!({ "start": iso("09:30"), "end": iso("10:30") })),
@@ -591,7 +599,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     );
 
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/bookings",
         Some(&json!({ "start": "tomorrow", "end": iso("10:30") })),
@@ -608,7 +616,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     );
 
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/bookings",
         Some(&json!({ "start": iso("11:00"), "end": iso("10:30") })),
@@ -617,7 +625,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     assert_eq!(r.status, 400);
 
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/bookings",
         Some(&json!({ "minutes": 30, "colour": "red" })),
@@ -634,7 +642,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     );
 
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/nowhere/bookings",
         Some(&json!({ "minutes": 30 })),
@@ -642,12 +650,12 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     .await;
     assert_eq!(r.status, 404);
 
-    let r = http(h.addr(), "POST", "/api/rooms/r1/scenes/disco", None).await;
+    let r = http(h.api(), "POST", "/api/rooms/r1/scenes/disco", None).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body["error"], "room 'r1' has no scene named 'disco'");
 
     let r = http(
-        h.addr(),
+        h.api(),
         "DELETE",
         &format!("/api/rooms/r1/bookings/{id}"),
         None,
@@ -655,7 +663,7 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     .await;
     assert_eq!(r.status, 204);
     let r = http(
-        h.addr(),
+        h.api(),
         "DELETE",
         &format!("/api/rooms/r1/bookings/{id}"),
         None,
@@ -663,10 +671,10 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     .await;
     assert_eq!(r.status, 404);
 
-    let r = http(h.addr(), "GET", "/healthz", None).await;
+    let r = http(h.api(), "GET", "/healthz", None).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["status"], "ok");
-    let r = http(h.addr(), "GET", "/", None).await;
+    let r = http(h.api(), "GET", "/", None).await;
     assert_eq!(r.status, 200);
     assert!(
         r.text.contains("<title>roomgate"),
@@ -680,7 +688,7 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
     h.presence("r1", false).await;
     h.advance_to("08:00").await;
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/bookings",
         Some(
@@ -773,7 +781,7 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
     // Extended by 15 minutes from the panel, then ended early: the room is left at once.
     h.advance_to("09:55").await;
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/extend",
         Some(&json!({ "minutes": 15 })),
@@ -794,7 +802,7 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
         "the extension holds past the old end"
     );
     h.presence("r1", false).await;
-    let r = http(h.addr(), "POST", "/api/rooms/r1/end", None).await;
+    let r = http(h.api(), "POST", "/api/rooms/r1/end", None).await;
     assert!(
         r.body["result"]
             .as_str()
@@ -809,7 +817,7 @@ async fn cards_open_the_door_for_the_meeting_air_is_kept_fresh_and_meetings_exte
     .await;
     assert_eq!(h.state("r1"), "free");
     let r = http(
-        h.addr(),
+        h.api(),
         "POST",
         "/api/rooms/r1/extend",
         Some(&json!({ "minutes": 15 })),

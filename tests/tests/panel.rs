@@ -3,15 +3,19 @@
 //! The gateway runs for real (store on disk, Modbus TCP simulators, HTTP) with a manual clock;
 //! headless Chromium opens `/panel/<room>` and `/display`, taps the buttons, and sees the
 //! room change live (server-sent events) as the clock advances, in English and Chinese,
-//! including a PIN check-in and a gateway restart under an open panel. Screenshots go to
-//! `target/artifacts/panel/`.
+//! including a PIN check-in and a gateway restart under an open panel. The gateway serves
+//! HTTPS with its generated certificate, which the browser trusts by its key; each tablet
+//! opens its panel's link with the room's panel token once (then the page's cookie carries it).
+//! Screenshots go to `target/artifacts/panel/`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
+use gateway::console::auth::Scope;
 use roomgate_tests::browser::{Browser, Page, artifacts_dir};
-use roomgate_tests::{http, wait_for};
+use roomgate_tests::{Api, Request, http, send, wait_for};
 use scenes::{Span, Timestamp};
 use serde_json::json;
 
@@ -102,6 +106,11 @@ struct Harness {
     clock: ManualClock,
     data: tempfile::TempDir,
     running: Option<gateway::app::Running>,
+    /// The API as an operator (tokens live in the store, so they survive the restart).
+    api: Option<Api>,
+    /// Each room's panel token, and the lobby display's.
+    panel_tokens: HashMap<&'static str, String>,
+    display_token: String,
 }
 
 impl Harness {
@@ -120,8 +129,26 @@ impl Harness {
             clock: ManualClock::new(at("08:00")),
             data: tempfile::tempdir().expect("data dir"),
             running: None,
+            api: None,
+            panel_tokens: HashMap::new(),
+            display_token: String::new(),
         };
         h.boot(([127, 0, 0, 1], 0).into()).await;
+        let running = h.running.as_ref().expect("running");
+        for room in ["r1", "r2", "h1", "r3"] {
+            let token = running
+                .issue_token(
+                    &format!("panel {room}"),
+                    Scope::Panel {
+                        room: room.to_owned(),
+                    },
+                )
+                .expect("panel token");
+            h.panel_tokens.insert(room, token);
+        }
+        h.display_token = running
+            .issue_token("lobby", Scope::Display)
+            .expect("display token");
         h
     }
 
@@ -135,6 +162,11 @@ impl Harness {
         )
         .await
         .expect("gateway starts");
+        assert!(running.https(), "the panels are served over HTTPS");
+        self.api = Some(match self.api.take() {
+            Some(api) => api.at(running.addr),
+            None => Api::operator(&running),
+        });
         self.running = Some(running);
         let h = self.gw().clone();
         wait_for("every device online", WAIT, || {
@@ -161,8 +193,36 @@ impl Harness {
         self.running.as_ref().expect("running").addr
     }
 
+    fn api(&self) -> &Api {
+        self.api.as_ref().expect("running")
+    }
+
+    /// A page's URL without a token (the tablet's cookie carries it).
     fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr())
+        self.api().url(path)
+    }
+
+    /// The link an installer puts on `room`'s tablet: its panel with the room's token.
+    fn panel_link(&self, room: &str, lang: &str) -> String {
+        self.url(&format!(
+            "/panel/{room}?lang={lang}&token={}",
+            self.panel_tokens[room]
+        ))
+    }
+
+    /// The lobby display's link, with its token.
+    fn display_link(&self, lang: &str) -> String {
+        self.url(&format!(
+            "/display?lang={lang}&token={}",
+            self.display_token
+        ))
+    }
+
+    /// The gateway's certificate, for the browser to trust.
+    fn cert_pem(&self) -> Vec<u8> {
+        let running = self.running.as_ref().expect("running");
+        let cert = running.console.cert.as_ref().expect("HTTPS");
+        std::fs::read(cert.cert_path()).expect("the gateway's certificate")
     }
 
     /// Moves the clock to `hhmm` a minute at a time, as real time would.
@@ -178,7 +238,7 @@ impl Harness {
 
     async fn book(&self, room: &str, from: &str, to: &str, subject: &str) -> serde_json::Value {
         let r = http(
-            self.addr(),
+            self.api(),
             "POST",
             &format!("/api/rooms/{room}/bookings"),
             Some(&json!({ "start": iso(from), "end": iso(to), "subject": subject, "organizer": "Ana Lima" })),
@@ -277,11 +337,13 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
         .to_owned();
     assert_eq!(pin.len(), 4);
 
-    let browser = Browser::launch().await.expect("chromium starts");
+    let browser = Browser::launch_trusting(&h.cert_pem())
+        .await
+        .expect("chromium starts");
     let page = browser.page(1280, 800).await.expect("a landscape tablet");
 
     // 08:00, free: every walk-in fits before the 09:00 meeting.
-    page.goto(&h.url("/panel/r1?lang=en"))
+    page.goto(&h.panel_link("r1", "en"))
         .await
         .expect("panel loads");
     wait_text(&page, "#state", "Free").await;
@@ -321,11 +383,12 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
         !enabled(&page, "#extend-15").await,
         "no time left before 09:00"
     );
-    let refused = http(
-        h.addr(),
-        "POST",
-        "/panel/r1/extend?lang=en",
-        Some(&json!({ "minutes": 15 })),
+    // The same request as the panel's page sends it: its token, its header.
+    let refused = send(
+        h.api().anonymous().bearer(&h.panel_tokens["r1"]),
+        Request::new("POST", "/panel/r1/extend?lang=en")
+            .header("X-Roomgate-Panel", "1")
+            .json(&json!({ "minutes": 15 })),
     )
     .await;
     assert_eq!(refused.status, 409, "{}", refused.text);
@@ -380,7 +443,7 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
         .expect("screenshot");
 
     // A PIN room: a wrong PIN is refused, the booking's PIN checks in.
-    page.goto(&h.url("/panel/r2?lang=en")).await.expect("r2");
+    page.goto(&h.panel_link("r2", "en")).await.expect("r2");
     wait_text(&page, "#current-subject", "Design sync").await;
     wait_text(&page, "#current-note", "Check in by 09:10").await;
     page.click("#checkin").await.expect("check in");
@@ -404,7 +467,7 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
     // The lobby display: every room at once, live.
     let lobby = browser.page(1920, 1080).await.expect("a lobby screen");
     lobby
-        .goto(&h.url("/display?lang=en"))
+        .goto(&h.display_link("en"))
         .await
         .expect("display loads");
     let rooms = lobby
@@ -421,7 +484,7 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
         .screenshot(&shots.join("display.png"))
         .await
         .expect("screenshot");
-    let ended = http(h.addr(), "POST", "/api/rooms/r1/end", None).await;
+    let ended = http(h.api(), "POST", "/api/rooms/r1/end", None).await;
     assert_eq!(ended.status, 200, "{}", ended.text);
     lobby
         .wait_until(
@@ -433,7 +496,7 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
     wait_text(&lobby, "#summary", "2 of 4 rooms free").await;
 
     // A gateway restart under an open panel: it finds the gateway again by itself.
-    page.goto(&h.url("/panel/r1?lang=en")).await.expect("r1");
+    page.goto(&h.panel_link("r1", "en")).await.expect("r1");
     wait_state(&page, "free").await;
     page.eval("window.notReloaded = true").await.expect("mark");
     h.restart().await;
@@ -451,7 +514,7 @@ async fn door_panels_and_the_lobby_display_work_live_in_two_languages() {
     );
 
     // An unknown room is a clear 404 in the page's language.
-    let missing = http(h.addr(), "GET", "/panel/nope/state?lang=zh-CN", None).await;
+    let missing = http(h.api(), "GET", "/panel/nope/state?lang=zh-CN", None).await;
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body["error"], "本层没有会议室“nope”");
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
-use roomgate_tests::{http, wait_for};
+use roomgate_tests::{Api, Request, http, send, wait_for};
 use scenes::{Span, Timestamp};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// 2026-03-02 00:00 UTC, a Monday.
 const DAY: i64 = 1_772_409_600_000;
@@ -131,26 +130,13 @@ fn edit(src: &str, edits: &[(&str, &str)]) -> String {
 }
 
 /// `POST path` with a text body (the site file); the answer's status and JSON.
-async fn post_text(addr: SocketAddr, path: &str, text: &str) -> (u16, serde_json::Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connect to gateway");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/toml\r\nContent-Length: {}\r\n\r\n{text}",
-        text.len()
-    );
-    stream.write_all(req.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP head");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let body = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    (status, body)
+async fn post_text(api: &Api, path: &str, text: &str) -> (u16, serde_json::Value) {
+    let r = send(
+        api,
+        Request::new("POST", path).body("application/toml", text.as_bytes().to_vec()),
+    )
+    .await;
+    (r.status, r.body)
 }
 
 fn lines(v: &serde_json::Value) -> Vec<String> {
@@ -167,6 +153,8 @@ struct Harness {
     sims: BTreeMap<&'static str, SimDevice>,
     clock: ManualClock,
     running: gateway::app::Running,
+    /// The API as an installer (site changes need the role).
+    api: Api,
     path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -188,15 +176,17 @@ impl Harness {
         let running = gateway::app::start_from_file(
             &path,
             &dir.path().join("data"),
-            ([127, 0, 0, 1], 0).into(),
+            SocketAddr::from(([127, 0, 0, 1], 0)),
             Clock::Manual(clock.clone()),
         )
         .await
         .expect("gateway starts");
+        let api = Api::installer(&running);
         let h = Harness {
             sims,
             clock,
             running,
+            api,
             path,
             _dir: dir,
         };
@@ -208,8 +198,8 @@ impl Harness {
         self.running.handle()
     }
 
-    fn addr(&self) -> SocketAddr {
-        self.running.addr
+    fn api(&self) -> &Api {
+        &self.api
     }
 
     async fn all_online(&self) {
@@ -262,7 +252,7 @@ impl Harness {
 
     async fn book(&self, room: &str, from: &str, to: &str) -> (u16, serde_json::Value) {
         let r = http(
-            self.addr(),
+            self.api(),
             "POST",
             &format!("/api/rooms/{room}/bookings"),
             Some(&json!({ "start": iso(from), "end": iso(to), "subject": "Review", "organizer": "ana@example.com" })),
@@ -272,7 +262,7 @@ impl Harness {
     }
 
     async fn running_site(&self) -> String {
-        let r = http(self.addr(), "GET", "/api/site", None).await;
+        let r = http(self.api(), "GET", "/api/site", None).await;
         assert_eq!(r.status, 200, "{}", r.text);
         r.text
     }
@@ -293,7 +283,7 @@ async fn site_changes_reload_only_what_changed() {
     let (status, body) = h.book("r1", "09:00", "12:00").await;
     assert_eq!(status, 201, "{body}");
     h.advance_to("09:00").await;
-    let r = http(h.addr(), "POST", "/api/rooms/r1/checkin", None).await;
+    let r = http(h.api(), "POST", "/api/rooms/r1/checkin", None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     wait_for("r1's lights on", WAIT, || h.sims["lights"].coil(0)).await;
     assert_eq!(h.state("r1"), "in_meeting");
@@ -308,7 +298,7 @@ async fn site_changes_reload_only_what_changed() {
             "[\n  { id = \"co2\", table = \"input_register\", address = 2, type = \"u16\", unit = \"ppm\" },\n  { id = \"temp\", table = \"input_register\", address = 3, type = \"u16\" },\n]",
         )],
     );
-    let (status, body) = post_text(h.addr(), "/api/site?dry_run=1", &meter_point).await;
+    let (status, body) = post_text(h.api(), "/api/site?dry_run=1", &meter_point).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dry_run"], true);
     assert_eq!(lines(&body["diff"]), ["device meter: point temp added"]);
@@ -323,7 +313,7 @@ async fn site_changes_reload_only_what_changed() {
     assert_eq!(h.running_site().await, running_before);
 
     // Applied: only the meter's connection restarts; r1's meeting goes on, lights on.
-    let (status, body) = post_text(h.addr(), "/api/site", &meter_point).await;
+    let (status, body) = post_text(h.api(), "/api/site", &meter_point).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["report"]["applied"], true);
     assert_eq!(
@@ -364,7 +354,7 @@ async fn site_changes_reload_only_what_changed() {
         )],
     );
     let counts = h.connections();
-    let (status, body) = post_text(h.addr(), "/api/site", &shorter).await;
+    let (status, body) = post_text(h.api(), "/api/site", &shorter).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         lines(&body["report"]["plan"]),
@@ -376,7 +366,7 @@ async fn site_changes_reload_only_what_changed() {
     assert_eq!(h.state("r2"), "starting_soon", "not released before 10:05");
     h.advance_to("10:05").await;
     assert_eq!(h.state("r2"), "free", "released by the new 5-minute rule");
-    let r = http(h.addr(), "GET", "/api/rooms/r2", None).await;
+    let r = http(h.api(), "GET", "/api/rooms/r2", None).await;
     assert!(
         r.text.contains("released as a no-show") && r.text.contains("policy: 5 min"),
         "{}",
@@ -399,7 +389,7 @@ async fn site_changes_reload_only_what_changed() {
         &shorter[..start],
         &shorter[end..]
     );
-    let (status, body) = post_text(h.addr(), "/api/site", &grown).await;
+    let (status, body) = post_text(h.api(), "/api/site", &grown).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         lines(&body["report"]["plan"]),
@@ -423,7 +413,7 @@ async fn site_changes_reload_only_what_changed() {
     assert_eq!(status, 201, "r3 takes bookings: {body}");
 
     // r3 goes again with its booking: the booking is kept in the store and reported.
-    let (status, body) = post_text(h.addr(), "/api/site", &shorter).await;
+    let (status, body) = post_text(h.api(), "/api/site", &shorter).await;
     assert_eq!(status, 200, "{body}");
     let kept = body["report"]["kept_bookings"].as_array().expect("kept");
     assert_eq!(kept.len(), 1, "{body}");
@@ -443,7 +433,7 @@ async fn site_changes_reload_only_what_changed() {
         &written,
         &[("timezone = \"UTC\"", "timezone = \"Europe/Oslo\"")],
     );
-    let (status, body) = post_text(h.addr(), "/api/site", &oslo).await;
+    let (status, body) = post_text(h.api(), "/api/site", &oslo).await;
     assert_eq!(status, 409, "{body}");
     let why = body["error"].as_str().unwrap_or_default();
     assert!(
@@ -463,7 +453,7 @@ async fn site_changes_reload_only_what_changed() {
         .position(|l| l.contains("5 parsecs"))
         .expect("the bad line")
         + 1;
-    let (status, body) = post_text(h.addr(), "/api/site", &broken).await;
+    let (status, body) = post_text(h.api(), "/api/site", &broken).await;
     assert_eq!(status, 422, "{body}");
     let errors = body["errors"].as_array().expect("errors");
     assert!(
@@ -482,7 +472,7 @@ async fn site_changes_reload_only_what_changed() {
     let bacnet = format!(
         "{written}\n[bacnet]\ninterface = \"127.0.0.1\"\nport = {port}\nbroadcast = \"127.0.0.1\"\n\n[[devices]]\nid = \"fcu\"\nprotocol = \"bacnet\"\ninstance = 4242\naddress = \"127.0.0.1:47809\"\npoints = [{{ id = \"power\", object = \"binary-output:1\" }}]\n"
     );
-    let (status, body) = post_text(h.addr(), "/api/site", &bacnet).await;
+    let (status, body) = post_text(h.api(), "/api/site", &bacnet).await;
     assert_eq!(status, 503, "{body}");
     let why = body["error"].as_str().unwrap_or_default();
     assert!(why.contains("nothing was changed"), "{why}");

@@ -84,11 +84,12 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(clock.clone()),
     )
     .await
     .expect("gateway");
+    let api = roomgate_tests::Api::operator(&running);
     let gw = running.handle().clone();
 
     // The hub, as replica 1.
@@ -159,7 +160,7 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
     broker.stop().expect("stop broker");
     wait_for("agent sees the outage", WAIT, || !status.borrow().connected).await;
     let r = roomgate_tests::http(
-        running.addr,
+        &api,
         "POST",
         "/api/rooms/r1/bookings",
         Some(
@@ -178,7 +179,8 @@ bindings = {{ light = "lights/r1", occupancy = "pir/r1" }}
             .any(|r| r.occupancy == "occupied")
     })
     .await;
-    roomgate_tests::http(running.addr, "POST", "/api/rooms/r1/checkin", None).await;
+    let r = roomgate_tests::http(&api, "POST", "/api/rooms/r1/checkin", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     advance("11:00").await;
     advance("11:30").await;
     advance("12:00").await; // the meeting ends; people still there
@@ -306,11 +308,12 @@ kind = "bookable"
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(ManualClock::new(at("08:00"))),
     )
     .await
     .expect("gateway");
+    let api = roomgate_tests::Api::operator(&running);
     wait_until("the hub sees the gateway online", WAIT, || async {
         hub_store
             .status(&id)
@@ -319,7 +322,7 @@ kind = "bookable"
     })
     .await;
     let r = roomgate_tests::http(
-        running.addr,
+        &api,
         "POST",
         "/api/rooms/r1/bookings",
         Some(&serde_json::json!({ "minutes": 30, "subject": "From the panel" })),
@@ -373,7 +376,7 @@ async fn a_sync_request_nobody_answered_is_sent_again_without_reconnecting() {
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(ManualClock::new(at("08:00"))),
     )
     .await

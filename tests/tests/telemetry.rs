@@ -187,11 +187,12 @@ bindings = {{ light = "lights/r1", light_level = "lights/level", occupancy = "pi
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(clock.clone()),
     )
     .await
     .expect("gateway");
+    let api = roomgate_tests::Api::operator(&running);
     let gw = running.handle().clone();
     let advance = |s: i64| {
         clock.set(at(s));
@@ -335,7 +336,7 @@ bindings = {{ light = "lights/r1", light_level = "lights/level", occupancy = "pi
 
     // The status: the site's time zone, the room's name, its current booking...
     let r = roomgate_tests::http(
-        running.addr,
+        &api,
         "POST",
         "/api/rooms/r1/bookings",
         Some(&serde_json::json!({ "minutes": 30, "subject": "Telemetry review" })),

@@ -766,6 +766,16 @@ impl Accounts {
             Some(a) if verify(&pw, &phc) => a,
             _ => {
                 self.failures.fetch_add(1, Ordering::Relaxed);
+                // Who tried which name from where (bounded by the limiter: attempts while
+                // locked are refused above, unrecorded).
+                self.audit(
+                    now_ms,
+                    &limiter_name,
+                    addr,
+                    "login.failed",
+                    &limiter_name,
+                    "wrong user name or password",
+                );
                 if let Some(until) = self.limiter().failure(now_ms, addr, &limiter_name) {
                     self.lockouts.fetch_add(1, Ordering::Relaxed);
                     self.audit(

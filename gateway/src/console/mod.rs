@@ -179,11 +179,18 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned)
                 };
+                // HTTP/2 clients may send each cookie in its own `cookie` field (RFC 9113
+                // 8.2.3; Chromium does): they are one list again, joined with "; ".
+                let cookies: Vec<&str> = headers
+                    .get_all("cookie")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
                 RequestInfo {
                     method: method.as_str().to_owned(),
                     path: path.as_str().to_owned(),
                     query,
-                    cookie: get("cookie"),
+                    cookie: (!cookies.is_empty()).then(|| cookies.join("; ")),
                     authorization: get("authorization"),
                     csrf: get("x-csrf-token"),
                     origin: get("origin"),

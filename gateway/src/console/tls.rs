@@ -5,11 +5,16 @@
 //! Files: `<data>/certs/console.crt` and `console.key` (mode 0600), so backups carry them
 //! (`backup.rs` archives `data/certs/`). A generated certificate is replaced by an upload; an
 //! uploaded one is never overwritten by generation.
+//!
+//! Local tools on the box (`gateway backup`) reach the console with [`pinned_client_config`]:
+//! they trust exactly the certificate in that file, whatever names it lists.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use cloud_sync::tls::{Pem, TlsError, certificates, private_key};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
@@ -210,6 +215,87 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CertError> {
     Ok(())
 }
 
+/// A TLS client configuration that trusts exactly one server certificate: the first one in
+/// `cert_path` (the console's `<data>/certs/console.crt`), compared byte for byte with the
+/// leaf the server presents. Names, issuer and dates are not checked (a generated certificate
+/// lists the box's names, an uploaded one the names the site chose); the handshake's
+/// signatures are, with ring's algorithms, so only the holder of the key gets through.
+pub fn pinned_client_config(cert_path: &Path) -> Result<Arc<rustls::ClientConfig>, CertError> {
+    let pem = Pem::read("the console's certificate", cert_path)?;
+    let leaf = certificates(&pem)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| TlsError::NoCertificate {
+            origin: pem.origin.clone(),
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedLeaf {
+        leaf,
+        origin: pem.origin,
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::Provider)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // Every connection shows the certificate again (a resumed session would skip the pin).
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// Accepts the one pinned leaf certificate (see [`pinned_client_config`]).
+#[derive(Debug)]
+struct PinnedLeaf {
+    leaf: CertificateDer<'static>,
+    /// Where the pinned certificate was read (for the refusal's message).
+    origin: String,
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for PinnedLeaf {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.leaf.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate is not the one in {}",
+                self.origin
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
 /// The names a generated certificate is for: this machine's host name, `localhost`, the
 /// loopback addresses and the listen address when it is a specific one.
 pub fn default_names(listen: std::net::SocketAddr) -> Vec<String> {
@@ -279,5 +365,71 @@ mod tests {
         assert_ne!(s.fingerprint, b.summary().fingerprint);
         let c = ConsoleCert::load_or_create(dir.path(), &names).expect("reloaded");
         assert_eq!(c.summary(), s);
+    }
+
+    /// Runs a handshake between the two in memory; the first error either side meets.
+    fn handshake(
+        mut client: rustls::ClientConnection,
+        mut server: rustls::ServerConnection,
+    ) -> Result<(), rustls::Error> {
+        for _ in 0..20 {
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(());
+            }
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).expect("client out");
+            server.read_tls(&mut wire.as_slice()).expect("server in");
+            server.process_new_packets()?;
+            let mut wire = Vec::new();
+            server.write_tls(&mut wire).expect("server out");
+            client.read_tls(&mut wire.as_slice()).expect("client in");
+            client.process_new_packets()?;
+        }
+        panic!("the handshake did not finish");
+    }
+
+    fn connect(
+        client: &Arc<rustls::ClientConfig>,
+        server: &ConsoleCert,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from(name.to_owned()).expect("name");
+        handshake(
+            rustls::ClientConnection::new(client.clone(), name).expect("client"),
+            rustls::ServerConnection::new(server.server_config()).expect("server"),
+        )
+    }
+
+    #[test]
+    fn the_pinned_client_trusts_exactly_the_certificate_in_the_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let names = vec!["localhost".to_owned()];
+        let served = ConsoleCert::load_or_create(dir.path(), &names).expect("generated");
+        let pinned = pinned_client_config(&dir.path().join(CERT_FILE)).expect("pinned");
+        // Any name: the pin is the certificate itself.
+        connect(&pinned, &served, "localhost").expect("the gateway's own certificate");
+        connect(&pinned, &served, "10.1.2.3").expect("by address");
+
+        // Another gateway (another certificate) is refused, naming the pinned file.
+        let other_dir = tempfile::tempdir().expect("dir");
+        let other = ConsoleCert::load_or_create(other_dir.path(), &names).expect("other");
+        let err = connect(&pinned, &other, "localhost").expect_err("another certificate");
+        assert!(err.to_string().contains("console.crt"), "{err}");
+
+        // An uploaded certificate for the site's own name (not localhost) is trusted once the
+        // file holds it.
+        let own = rcgen::generate_simple_self_signed(vec!["gw.example".into()]).expect("own");
+        served
+            .install(
+                own.cert.pem().as_bytes(),
+                own.signing_key.serialize_pem().as_bytes(),
+            )
+            .expect("installed");
+        connect(&pinned, &served, "localhost").expect_err("the old pin no longer matches");
+        let repinned = pinned_client_config(&dir.path().join(CERT_FILE)).expect("pinned");
+        connect(&repinned, &served, "127.0.0.1").expect("the uploaded certificate");
+
+        let err = pinned_client_config(&dir.path().join("certs/missing.crt")).expect_err("none");
+        assert!(err.to_string().contains("missing.crt"), "{err}");
     }
 }
