@@ -867,7 +867,7 @@ async fn real_gateway(opts: &Options, broker: &Broker, hub: &Hub) -> anyhow::Res
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         gateway::clock::Clock::System,
     )
     .await
