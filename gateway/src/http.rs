@@ -87,13 +87,8 @@ pub async fn serve(
         .or(backup_routes(g.clone(), parts.backup, c.clone()))
         .unify()
         .boxed();
-    let all = pages
-        .or(files)
-        .unify()
-        .boxed()
-        .or(routes(g, panels, parts.metrics, c))
-        .unify()
-        .boxed();
+    let first = pages.or(files).unify().boxed();
+    let all = routes(g, panels, parts.metrics, c, first);
     let main = cloud_sync::webkit::serve::serve(listen, tls, all).await?;
     let redirect = match redirect {
         Some(addr) => Some(
@@ -133,13 +128,16 @@ fn with(g: GatewayHandle) -> impl Filter<Extract = (GatewayHandle,), Error = Inf
     warp::any().map(move || g.clone())
 }
 
-/// Every route but the site and backup files: health, the console's public pages, the API
-/// (operator), the log filter (installer), metrics (scrape token), panels (their tokens).
+/// Every route: `first` (the console's pages, the site and backup files), health, the
+/// console's public pages, the API (operator), the log filter (installer), metrics (scrape
+/// token), panels (their tokens). Rejections are answered once, at the end of the whole
+/// chain, so a page's 401 or 403 is not lost to a later route's "not found".
 pub fn routes(
     g: GatewayHandle,
     panels: Arc<Panels>,
     metrics: Arc<MetricsSource>,
     c: Arc<Console>,
+    first: BoxedFilter<(warp::reply::Response,)>,
 ) -> BoxedFilter<(warp::reply::Response,)> {
     let counted = {
         let metrics = metrics.clone();
@@ -384,8 +382,9 @@ pub fn routes(
                 Err(e) => error(&e),
             }
         });
-    let chain = healthz
-        .map(Reply::into_response)
+    let chain = first
+        .or(healthz.map(Reply::into_response))
+        .unify()
         .boxed()
         .or(crate::console::public_routes(c.clone()))
         .unify()
