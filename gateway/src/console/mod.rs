@@ -14,6 +14,8 @@
 //! JS), and the door panels and display, which check their own tokens (`panel`).
 
 pub mod auth;
+pub mod devices;
+pub mod discovery;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -1046,6 +1048,8 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
     let none = warp::any()
         .and_then(|| async { Err::<Response, Rejection>(warp::reject::not_found()) })
         .boxed();
-    let _ = ctx;
-    none
+    let mut routes = none;
+    routes = routes.or(devices::routes(ctx)).unify().boxed();
+    routes = routes.or(discovery::routes(ctx)).unify().boxed();
+    routes
 }
