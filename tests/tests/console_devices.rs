@@ -809,7 +809,7 @@ async fn devices_are_added_tested_and_discovered_through_the_console() {
         addr,
         &me,
         &format!(
-            "/discovery?scan=1&via=tcp&host=127.0.0.1&port={}&from=1&to=5&table=coil&address=0&timeout_ms=150",
+            "/discovery?scan=1&via=tcp&host=127.0.0.1&port={}&from=1&to=5&table=coil&probe_address=0&timeout_ms=150",
             floor.gateway_sim.addr().port()
         ),
     )
@@ -931,5 +931,188 @@ async fn devices_are_added_tested_and_discovered_through_the_console() {
         .collect();
     assert_eq!(tests.len(), 4, "{tests:?}");
 
+    floor.stop().await;
+}
+
+/// The pages' script in Chromium: the add-device form switches its fields with the protocol,
+/// values arrive live, and the test write and read answer in the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_pages_work_in_a_browser() {
+    use roomgate_tests::browser::{Browser, artifacts_dir};
+
+    let floor = Floor::start().await;
+    let addr = floor.addr();
+    let me = floor.installer().await;
+    let port = floor.lights.addr().port().to_string();
+    let answer = post(
+        addr,
+        &me,
+        "/devices",
+        &[
+            ("id", "lights"),
+            ("protocol", "modbus-tcp"),
+            ("host", "127.0.0.1"),
+            ("port", &port),
+            ("poll", "50ms"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let answer = post(
+        addr,
+        &me,
+        "/devices/lights/points",
+        &[
+            ("id", "dim"),
+            ("table", "holding_register"),
+            ("address", "0"),
+            ("type", "u16"),
+            ("unit", "%"),
+            ("access", "read_write"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    floor.lights.set_holding(0, 37);
+    wait_for("dim = 37", WAIT, || {
+        floor.point_value("lights", "dim") == json!(37)
+    })
+    .await;
+
+    let browser = Browser::launch().await.expect("chromium");
+    let tab = browser.page(1280, 900).await.expect("a tab");
+    let cookie = me.cookie.clone().expect("cookie");
+    let (name, value) = cookie.split_once('=').expect("name=value");
+    tab.call(
+        "Network.setCookie",
+        json!({ "name": name, "value": value, "url": format!("http://{addr}/") }),
+    )
+    .await
+    .expect("session cookie");
+    let shots = artifacts_dir("console-devices");
+
+    // The add form shows the chosen protocol's fields only.
+    tab.goto(&format!("http://{addr}/devices"))
+        .await
+        .expect("devices page");
+    let form = "form[action=\"/devices\"]";
+    let disabled = |field: &str| {
+        format!(
+            "document.querySelector('{form} [name={field}]').closest('fieldset').disabled",
+            form = form.replace('"', "\\\"")
+        )
+    };
+    assert_eq!(
+        tab.eval(&disabled("host")).await.expect("eval"),
+        json!(false)
+    );
+    assert_eq!(
+        tab.eval(&disabled("instance")).await.expect("eval"),
+        json!(true)
+    );
+    tab.fill(&format!("{form} select[name=protocol]"), "bacnet")
+        .await
+        .expect("protocol");
+    assert_eq!(
+        tab.eval(&disabled("host")).await.expect("eval"),
+        json!(true)
+    );
+    assert_eq!(
+        tab.eval(&disabled("instance")).await.expect("eval"),
+        json!(false)
+    );
+    tab.wait_until(
+        "document.querySelector('[data-device=\"lights\"] [data-k=condition]').textContent === 'online'",
+        WAIT,
+    )
+    .await
+    .expect("lights online in the list");
+    tab.screenshot(&shots.join("devices.png"))
+        .await
+        .expect("screenshot");
+
+    // The device page: a value that changes at the device changes on the page.
+    tab.goto(&format!("http://{addr}/devices/lights"))
+        .await
+        .expect("device page");
+    let cell = "[data-point=\"lights/dim\"]";
+    assert_eq!(tab.text(cell).await.expect("text").as_deref(), Some("37 %"));
+    floor.lights.set_holding(0, 61);
+    tab.wait_until(
+        "document.querySelector('[data-point=\"lights/dim\"]').textContent === '61 %'",
+        WAIT,
+    )
+    .await
+    .expect("the value follows the device");
+
+    // Test write and test read answer in the page.
+    let write = "form[action=\"/devices/lights/points/dim/write\"]";
+    tab.fill(&format!("{write} input[name=value]"), "12")
+        .await
+        .expect("value");
+    tab.click(&format!("{write} button[type=submit]"))
+        .await
+        .expect("write");
+    tab.wait_until(
+        "document.querySelector('form[action=\"/devices/lights/points/dim/write\"] .form-result').textContent.includes('read back 12 %')",
+        WAIT,
+    )
+    .await
+    .expect("the write's answer");
+    assert_eq!(floor.lights.holding(0), 12);
+    tab.fill(&format!("{write} input[name=value]"), "lots")
+        .await
+        .expect("value");
+    tab.click(&format!("{write} button[type=submit]"))
+        .await
+        .expect("write");
+    tab.wait_until(
+        "document.querySelector('form[action=\"/devices/lights/points/dim/write\"] .err[data-for=value]').textContent.includes('not a number')",
+        WAIT,
+    )
+    .await
+    .expect("the refusal next to the field");
+    tab.click("button[data-post=\"/devices/lights/points/dim/read\"]")
+        .await
+        .expect("read");
+    tab.wait_until(
+        "document.getElementById('read-0').textContent.includes('answered 12 %')",
+        WAIT,
+    )
+    .await
+    .expect("the read's answer");
+    tab.screenshot(&shots.join("device.png"))
+        .await
+        .expect("screenshot");
+
+    // Discovery: a Who-Is and a device's objects on one page.
+    let bac = encode(&floor.bac_new.addr().to_string());
+    tab.goto(&format!(
+        "http://{addr}/discovery?whois=1&target={bac}&wait=0.3&browse=4243&address={bac}"
+    ))
+    .await
+    .expect("discovery page");
+    assert_eq!(
+        tab.eval("document.querySelectorAll('#object-list input[type=checkbox]').length > 3")
+            .await
+            .expect("eval"),
+        json!(true)
+    );
+    tab.screenshot(&shots.join("discovery.png"))
+        .await
+        .expect("screenshot");
+
+    // In Chinese.
+    tab.goto(&format!("http://{addr}/devices/lights?lang=zh-CN"))
+        .await
+        .expect("device page in Chinese");
+    tab.wait_until(
+        "document.querySelector('[data-k=condition]').textContent === '在线'",
+        WAIT,
+    )
+    .await
+    .expect("state in Chinese");
+
+    browser.close().await;
     floor.stop().await;
 }

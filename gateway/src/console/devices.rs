@@ -426,12 +426,15 @@ const DEVICE_INPUTS: &[(&str, DevMsg, &[&str])] = &[
     ("timeout", DevMsg::Timeout, ALL),
 ];
 
+/// A protocol's fieldset: no frame, a cell of the form's row.
+const PF_STYLE: &str = "border:0;padding:0;margin:0;flex:1;min-width:9rem";
+
 /// Fields that belong to some protocols only: shown (and posted) for the chosen one.
 /// Without script the protocol the page was rendered with applies; `devices.js` switches.
 fn protocol_fields(protocols: &[&str], current: &str, inner: &str) -> String {
     let on = protocols.contains(&current);
     format!(
-        "<fieldset class=\"pf\" data-protocols=\"{}\" style=\"border:0;padding:0;margin:0\"{}>{inner}</fieldset>",
+        "<fieldset class=\"pf\" data-protocols=\"{}\" style=\"{PF_STYLE}\"{}>{inner}</fieldset>",
         protocols.join(" "),
         if on { "" } else { " hidden disabled" },
     )
@@ -449,15 +452,18 @@ pub fn device_form_html(
         "" => "modbus-tcp",
         p => p,
     };
-    let mut body = String::new();
-    body.push_str(&input("id", lang.t(DevMsg::Id), value_of(form, "id")));
-    body.push_str(&input("name", lang.t(DevMsg::Name), value_of(form, "name")));
-    body.push_str(&select(
-        "protocol",
-        lang.t(DevMsg::Protocol),
-        &same(edit::PROTOCOLS),
-        protocol,
-        None,
+    let mut body = String::from("<div class=\"row\">");
+    body.push_str(&format!(
+        "<div>{}</div><div>{}</div><div>{}</div></div><div class=\"row\">",
+        input("id", lang.t(DevMsg::Id), value_of(form, "id")),
+        input("name", lang.t(DevMsg::Name), value_of(form, "name")),
+        select(
+            "protocol",
+            lang.t(DevMsg::Protocol),
+            &same(edit::PROTOCOLS),
+            protocol,
+            None,
+        ),
     ));
     let default = lang.t(DevMsg::Default);
     for (key, label, protocols) in DEVICE_INPUTS {
@@ -482,6 +488,7 @@ pub fn device_form_html(
         };
         body.push_str(&protocol_fields(protocols, protocol, &field));
     }
+    body.push_str("</div>");
     format!(
         "<form method=\"post\" action=\"{action}\" data-device-form>{body}\
          <button type=\"submit\">{submit}</button><pre class=\"form-result\" hidden></pre></form>",

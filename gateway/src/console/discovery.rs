@@ -182,7 +182,8 @@ pub struct Scan {
 }
 
 /// Reads the scan form: `via` (`tcp`, or `bus:ID`), `host` and `port` (502) for TCP, `from`
-/// and `to` (1 to 247), `table` and `address` of the probe (holding register 0), `timeout_ms`.
+/// and `to` (1 to 247), `table` and `probe_address` of the probe (holding register 0),
+/// `timeout_ms`. (`address` is the browsed BACnet device's, on the same page.)
 pub fn parse_scan(lang: Lang, q: &Form) -> Result<Scan, Errors> {
     let mut errors = Errors::new();
     let target = match text(q, "via").and_then(|v| v.strip_prefix("bus:")) {
@@ -229,7 +230,7 @@ pub fn parse_scan(lang: Lang, q: &Form) -> Result<Scan, Errors> {
             }
         },
     };
-    let address = number::<u16>(lang, q, "address", &mut errors).unwrap_or(0);
+    let address = number::<u16>(lang, q, "probe_address", &mut errors).unwrap_or(0);
     let timeout = number::<u64>(lang, q, "timeout_ms", &mut errors).map(Duration::from_millis);
     match target {
         Some(target) if errors.is_empty() => Ok(Scan {
@@ -460,7 +461,11 @@ pub fn import_objects(
 // ---------------------------------------------------------------------------------------
 
 /// A browsed device (instance, address) and its objects.
-pub type Browsed = (u32, Option<SocketAddrV4>, Result<Vec<ObjectSummary>, ApiError>);
+pub type Browsed = (
+    u32,
+    Option<SocketAddrV4>,
+    Result<Vec<ObjectSummary>, ApiError>,
+);
 
 /// What the page's searches found.
 #[derive(Debug, Default)]
@@ -684,9 +689,9 @@ fn objects_section(
         unit = esc(lang.t(DiscMsg::Unit)),
     ));
     let mut used: BTreeSet<String> = BTreeSet::new();
-    let access_options: Vec<(&str, &str)> = edit::POINT_ACCESS.iter().map(|a| (*a, *a)).collect();
     for (n, o) in objects.iter().enumerate() {
-        let value = super::devices::value_text(&o.present_value, None, o.units.as_deref());
+        let value =
+            super::devices::value_text(&o.present_value, None, o.units.as_deref().map(unit_symbol));
         let importable = o.kind.is_some();
         let pick = if importable {
             format!(
@@ -728,14 +733,18 @@ fn objects_section(
         };
         out.push_str(&cell("id", &id));
         out.push_str(&cell("name", o.name.as_deref().unwrap_or("")));
-        let access = select(
-            &format!("access[{n}]"),
-            lang.t(DiscMsg::Access),
-            &access_options,
-            default_access(&o.object_type),
-            None,
-        );
-        out.push_str(&format!("<td>{access}</td>"));
+        let chosen = default_access(&o.object_type);
+        let options: String = (edit::POINT_ACCESS.iter())
+            .map(|a| {
+                let selected = if *a == chosen { " selected" } else { "" };
+                format!("<option value=\"{a}\"{selected}>{a}</option>")
+            })
+            .collect();
+        out.push_str(&format!(
+            "<td><select name=\"access[{n}]\" aria-label=\"{}\">{options}</select>\
+             <small class=\"err\" data-for=\"access[{n}]\"></small></td>",
+            esc(lang.t(DiscMsg::Access))
+        ));
         out.push_str(&cell(
             "unit",
             o.units.as_deref().map(unit_symbol).unwrap_or(""),
@@ -802,9 +811,9 @@ fn scan_section(lang: Lang, site: &Site, q: &Form, results: &Results) -> String 
             None
         ),
         address = field(
-            "address",
+            "probe_address",
             lang.t(DiscMsg::ProbeAddress),
-            q.get("address").map_or("0", String::as_str),
+            q.get("probe_address").map_or("0", String::as_str),
             e
         ),
         timeout = field(

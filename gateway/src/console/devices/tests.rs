@@ -62,15 +62,15 @@ fn the_device_form_shows_the_fields_of_its_protocol() {
     let html = device_form_html(Lang::En, "/devices/x", &form, &[], DevMsg::Save);
     assert!(html.contains("value=\"a&quot;&lt;b\""), "{html}");
     assert!(
-        html.contains(
-            "<fieldset class=\"pf\" data-protocols=\"bacnet\" style=\"border:0;padding:0;margin:0\">"
-        ),
+        html.contains(&format!(
+            "<fieldset class=\"pf\" data-protocols=\"bacnet\" style=\"{PF_STYLE}\">"
+        )),
         "{html}"
     );
     assert!(
-        html.contains(
-            "data-protocols=\"modbus-tcp\" style=\"border:0;padding:0;margin:0\" hidden disabled>"
-        ),
+        html.contains(&format!(
+            "data-protocols=\"modbus-tcp\" style=\"{PF_STYLE}\" hidden disabled>"
+        )),
         "{html}"
     );
     assert!(html.contains("<input name=\"instance\" value=\"4242\">"));

@@ -70,7 +70,7 @@ fn the_scan_form_names_a_bus_or_a_tcp_address() {
             ("from", "0"),
             ("to", "3"),
             ("table", "coil"),
-            ("address", "7"),
+            ("probe_address", "7"),
             ("timeout_ms", "150"),
         ]),
     )
