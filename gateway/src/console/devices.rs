@@ -41,6 +41,9 @@ const DEVICES_JS: &str = include_str!("assets/devices.js");
 const SAMPLE: Duration = Duration::from_secs(2);
 /// An online device with a failed request within this window is degraded.
 const DEGRADED_WINDOW: Duration = Duration::from_secs(10);
+/// The shortest time between two events of a live stream (fast polls change the counters in
+/// every snapshot).
+const MIN_GAP: Duration = Duration::from_millis(500);
 /// How long a browser waits before it reconnects a dropped stream.
 const RECONNECT: Duration = Duration::from_secs(3);
 
@@ -257,9 +260,9 @@ pub fn live_view(snap: &FloorSnapshot, window: &FailureWindow, lang: Lang) -> Li
     }
 }
 
-/// The live view as SSE events: one at once, then one at each change of the snapshot
-/// or of a device's condition. A task per stream; it ends when the browser goes away or the
-/// gateway stops (the server aborts open connections when it stops).
+/// The live view as SSE events: one at once, then one at each change of the snapshot or of
+/// a device's condition, at most one per [`MIN_GAP`]. A task per stream; it ends when the
+/// browser goes away or the gateway stops (the server aborts open connections when it stops).
 fn live_stream(
     g: GatewayHandle,
     lang: Lang,
@@ -289,6 +292,10 @@ fn live_stream(
                     return;
                 }
                 last = Some(view);
+                tokio::select! {
+                    () = tokio::time::sleep(MIN_GAP) => {}
+                    () = tx.closed() => return,
+                }
             }
             sampled = false;
             tokio::select! {
