@@ -63,7 +63,7 @@ pub struct FloorSnapshot {
 }
 
 /// An RS-485 bus (Modbus RTU) and its traffic.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BusDto {
     pub id: String,
     pub open: bool,
@@ -83,7 +83,7 @@ pub struct BusDto {
 }
 
 /// One unit of an RS-485 bus: where it stands on the line (its counters are its device's).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct BusUnitDto {
     pub device: String,
     pub unit: u8,
@@ -153,7 +153,7 @@ pub struct ActivityDto {
     pub text: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DeviceDto {
     pub id: String,
     pub name: String,
@@ -168,6 +168,19 @@ pub struct DeviceDto {
     pub transport_errors: u64,
     /// Garbage, bad CRCs and stray frames on the device's line (RTU units, serial devices).
     pub bad_frames: u64,
+    /// The device's points with their last polled values, in site order.
+    pub points: Vec<DevicePointDto>,
+}
+
+/// A point of a device and the value it last reported (the installer console's live values).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DevicePointDto {
+    pub id: String,
+    /// `true`/`false`, a number, or `null` while unknown or unavailable.
+    pub value: serde_json::Value,
+    /// The point's label of a coded value ("heat").
+    pub label: Option<String>,
+    pub unit: Option<String>,
 }
 
 /// `POST /api/rooms/{id}/bookings`: either `start` and `end`, or `minutes` from now.

@@ -20,8 +20,8 @@ use scenes::{
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::api::{
-    ActivityDto, BookingDto, BusDto, BusUnitDto, DeviceDto, FloorSnapshot, PointDto,
-    RoomBookingDto, RoomDto, TimeFmt,
+    ActivityDto, BookingDto, BusDto, BusUnitDto, DeviceDto, DevicePointDto, FloorSnapshot,
+    PointDto, RoomBookingDto, RoomDto, TimeFmt,
 };
 use crate::bindings::{PointWrite, writes_for};
 use crate::clock::Clock;
@@ -1350,6 +1350,7 @@ impl MainLoop {
                     exceptions: h.counters.exceptions,
                     transport_errors: h.counters.transport_errors,
                     bad_frames: h.counters.bad_frames,
+                    points: self.point_values(d),
                 })
             })
             .collect();
@@ -1402,6 +1403,25 @@ impl MainLoop {
             },
         };
         self.snapshot.send_replace(Arc::new(snap));
+    }
+
+    /// A device's points with their last values (what the installer console shows live).
+    fn point_values(&self, d: &crate::site::Device) -> Vec<DevicePointDto> {
+        (d.points.iter())
+            .map(|p| {
+                let at = PointRef {
+                    device: d.id.clone(),
+                    point: p.id.clone(),
+                };
+                let value = self.values.get(&at).copied().flatten();
+                DevicePointDto {
+                    id: p.id.clone(),
+                    value: value.map_or(serde_json::Value::Null, |v| commission::json_value(p, v)),
+                    label: value.and_then(|v| p.labels.label(v)).map(str::to_owned),
+                    unit: p.unit.clone(),
+                }
+            })
+            .collect()
     }
 
     /// A device going offline or coming back is an event in the activity log of every room

@@ -15,6 +15,8 @@
 
 pub mod audit_page;
 pub mod auth;
+pub mod devices;
+pub mod discovery;
 pub mod rooms;
 pub mod scenes;
 pub mod settings;
@@ -1067,6 +1069,8 @@ pub fn page_routes(ctx: &PageCtx) -> warp::filters::BoxedFilter<(Response,)> {
         settings::routes(ctx),
         site_page::routes(ctx),
         audit_page::routes(ctx),
+        devices::routes(ctx),
+        discovery::routes(ctx),
     ];
     (modules.into_iter()).fold(none, |all, m| all.or(m).unify().boxed())
 }

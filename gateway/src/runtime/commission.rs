@@ -616,7 +616,7 @@ fn check_fits(def: &PointDef, value: Value) -> Result<(), String> {
 }
 
 /// A value as JSON; single-precision numbers without the digits a widening to f64 invents.
-fn json_value(def: &PointDef, value: Value) -> serde_json::Value {
+pub(super) fn json_value(def: &PointDef, value: Value) -> serde_json::Value {
     let single = match &def.protocol {
         PointProtocol::Modbus(m) => m.data_type == DataType::F32,
         PointProtocol::Bacnet(b) => b.kind == ValueKind::Real,
