@@ -51,7 +51,7 @@ async fn start(site: Site) -> (Running, GatewayHandle, tempfile::TempDir) {
     let running = gateway::app::start(
         site,
         data.path(),
-        ([127, 0, 0, 1], 0).into(),
+        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         Clock::Manual(clock),
     )
     .await

@@ -562,7 +562,9 @@ impl Accounts {
         })
     }
 
-    /// Creates an account (an installer's action; audited).
+    /// Creates an account (an installer's action; audited). The arguments are the form's
+    /// fields and who sent it from where.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_account(
         &self,
         now_ms: i64,

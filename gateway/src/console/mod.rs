@@ -249,8 +249,10 @@ pub fn gate(
                     redirect,
                 }));
             };
-            if req.unsafe_method() {
-                if let Caller::Session { csrf, .. } = &caller {
+            if req.unsafe_method()
+                && let Caller::Session { csrf, .. } = &caller
+            {
+                {
                     let ok = req
                         .csrf
                         .as_deref()
@@ -270,18 +272,6 @@ pub fn gate(
             Ok((caller, req))
         })
         .untuple_one()
-}
-
-/// `Err(403 answer)` unless `caller` acts with at least `role`.
-pub fn require(c: &Console, caller: &Caller, role: Role) -> Result<(), Response> {
-    if caller.role().is_some_and(|r| r >= role) {
-        return Ok(());
-    }
-    c.accounts.note_forbidden();
-    let body = serde_json::json!({
-        "error": format!("this needs the {} role", role.key()),
-    });
-    Err(warp::reply::with_status(warp::reply::json(&body), StatusCode::FORBIDDEN).into_response())
 }
 
 pub fn set_header(r: &mut Response, name: header::HeaderName, value: &str) {

@@ -2214,6 +2214,9 @@ mod tests {
             timeouts: 0,
             exceptions: 0,
             transport_errors: 0,
+            responses: 0,
+            bad_frames: 0,
+            points: Vec::new(),
         }
     }
 

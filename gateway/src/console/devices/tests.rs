@@ -104,6 +104,7 @@ fn the_live_view_speaks_the_page_language() {
         timezone: "UTC".into(),
         now: String::new(),
         now_ms: 0,
+        cloud: "none",
         rooms: Vec::new(),
         devices: vec![device("a", "online", 0)],
         buses: Vec::new(),
