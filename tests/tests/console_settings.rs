@@ -933,7 +933,8 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
     let shots = artifacts_dir("console-settings");
     let url = |path: &str| format!("https://{}{path}", h.running.addr);
 
-    let browser = Browser::launch().await.expect("chromium starts");
+    let cert = std::fs::read(h.data.join(gateway::console::tls::CERT_FILE)).expect("certificate");
+    let browser = Browser::launch_trusting(&cert).await.expect("chromium starts");
     let page = browser.page(1280, 900).await.expect("a page");
     page.goto(&url("/login?lang=en")).await.expect("login page");
     page.fill("input[name=name]", "ada").await.expect("name");

@@ -677,8 +677,9 @@ async fn the_api_refuses_bad_requests_with_reasons() {
     let r = http(h.api(), "GET", "/", None).await;
     assert_eq!(r.status, 200);
     assert!(
-        r.text.contains("<title>roomgate"),
-        "the floor page is served"
+        r.text.contains(" · roomgate</title>") && r.text.contains("class=\"card"),
+        "the console's floor page is served: {}",
+        r.text
     );
 }
 
