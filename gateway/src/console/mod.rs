@@ -165,15 +165,16 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
-        // HTTP/2 (what browsers speak over HTTPS) names the host in `:authority`, not `Host`.
-        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
+        .and(cloud_sync::webkit::serve::cookies())
+        .and(cloud_sync::webkit::serve::host())
         .and(cloud_sync::webkit::serve::peer_addr())
         .map(
             |method: warp::http::Method,
              path: warp::path::FullPath,
              query: String,
              headers: warp::http::HeaderMap,
-             authority: Option<warp::host::Authority>,
+             cookie: Option<String>,
+             host: Option<String>,
              peer: Option<SocketAddr>| {
                 let get = |name: &str| {
                     headers
@@ -181,22 +182,15 @@ pub fn request_info() -> impl Filter<Extract = (RequestInfo,), Error = Infallibl
                         .and_then(|v| v.to_str().ok())
                         .map(str::to_owned)
                 };
-                // HTTP/2 clients may send each cookie in its own `cookie` field (RFC 9113
-                // 8.2.3; Chromium does): they are one list again, joined with "; ".
-                let cookies: Vec<&str> = headers
-                    .get_all("cookie")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
                 RequestInfo {
                     method: method.as_str().to_owned(),
                     path: path.as_str().to_owned(),
                     query,
-                    cookie: (!cookies.is_empty()).then(|| cookies.join("; ")),
+                    cookie,
                     authorization: get("authorization"),
                     csrf: get("x-csrf-token"),
                     origin: get("origin"),
-                    host: get("host").or_else(|| authority.map(|a| a.to_string())),
+                    host,
                     fetch_site: get("sec-fetch-site"),
                     accept: get("accept"),
                     headers_panel: get("x-roomgate-panel").as_deref() == Some("1"),

@@ -61,12 +61,14 @@ pub fn routes_with(state: Arc<WebState>, auth: Arc<Auth>) -> BoxedFilter<(Respon
     let ctx = Arc::new(Ctx { state, auth });
     let with_ctx = warp::any().map(move || Arc::clone(&ctx));
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    let request = warp::header::optional::<String>("cookie")
+    // Over HTTPS browsers speak HTTP/2: cookies may come in several fields and the host in the
+    // authority, so both are read the way `webkit::serve` says.
+    let request = crate::webkit::serve::cookies()
         .and(super::peer_addr())
         .and(warp::path::full())
         .and(query)
         .and(warp::header::optional::<String>("origin"))
-        .and(warp::header::optional::<String>("host"))
+        .and(crate::webkit::serve::host())
         .and(warp::header::optional::<String>("sec-fetch-site"))
         .map(
             |cookie, addr, path: warp::path::FullPath, query: String, origin, host, fetch_site| {
