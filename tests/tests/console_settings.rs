@@ -17,6 +17,7 @@ use gateway::app::WebConfig;
 use gateway::clock::{Clock, ManualClock};
 use gateway::console::auth::AuthConfig;
 use roomgate_tests::browser::{Browser, Page, artifacts_dir};
+use roomgate_tests::console::wait_js;
 use roomgate_tests::wait_for;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject as _;
@@ -905,16 +906,6 @@ async fn settings_accounts_tokens_certificate_site_file_csv_and_audit() {
     h.running.shutdown().await;
 }
 
-async fn wait_js(page: &Page, script: &str) {
-    if let Err(e) = page.wait_until(script, WAIT).await {
-        let body = page
-            .eval("document.querySelector('main').innerText")
-            .await
-            .unwrap_or_default();
-        panic!("{e}\nthe page shows:\n{}", body.as_str().unwrap_or(""));
-    }
-}
-
 async fn disabled(page: &Page, selector: &str) -> bool {
     let sel = serde_json::json!(selector);
     page.eval(&format!("document.querySelector({sel}).disabled"))
@@ -955,6 +946,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("check");
     wait_js(
         &page,
+        "the check's diff",
         "document.querySelector('#site-form [data-out]').textContent.includes('Big boardroom')",
     )
     .await;
@@ -968,6 +960,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("apply");
     wait_js(
         &page,
+        "the apply's answer",
         "document.querySelector('#site-form [data-out]').textContent.includes('Applied.')",
     )
     .await;
@@ -985,6 +978,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("check");
     wait_js(
         &page,
+        "the broken line's number",
         &format!(
             "document.querySelector('#site-form [data-out]').textContent.includes('line {bad_line}, column')"
         ),
@@ -1010,6 +1004,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("create");
     wait_js(
         &page,
+        "the token's secret",
         "/[0-9a-f]{64}/.test(document.querySelector('#token-create .form-result').textContent)",
     )
     .await;
@@ -1042,6 +1037,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("verify");
     wait_js(
         &page,
+        "the backup verified",
         "document.querySelector('#restore-result').textContent.includes('校验通过')",
     )
     .await;
