@@ -924,7 +924,11 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
     let shots = artifacts_dir("console-settings");
     let url = |path: &str| format!("https://{}{path}", h.running.addr);
 
-    let browser = Browser::launch().await.expect("chromium starts");
+    let cert = h.running.console.cert.as_ref().expect("HTTPS");
+    let pem = std::fs::read(cert.cert_path()).expect("the gateway's certificate");
+    let browser = Browser::launch_trusting(&pem)
+        .await
+        .expect("chromium starts");
     let page = browser.page(1280, 900).await.expect("a page");
     page.goto(&url("/login?lang=en")).await.expect("login page");
     page.fill("input[name=name]", "ada").await.expect("name");
