@@ -8,6 +8,7 @@
 
 pub mod broker;
 pub mod browser;
+pub mod console;
 pub mod peers;
 pub mod postgres;
 

@@ -12,6 +12,7 @@ use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
 use gateway::console::auth::{Caller, Role};
 use roomgate_tests::browser::{Browser, Page, artifacts_dir};
+use roomgate_tests::console::wait_js;
 use roomgate_tests::wait_for;
 use scenes::{Span, Timestamp};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -820,14 +821,6 @@ async fn floor_room_and_scene_pages_drive_the_gateway() {
     .await;
 
     h.running.shutdown().await;
-}
-
-/// Waits until `script` is true in the page, or fails with what the page shows.
-async fn wait_js(page: &Page, what: &str, script: &str) {
-    if page.wait_until(script, WAIT).await.is_err() {
-        let body = page.text("main").await.ok().flatten().unwrap_or_default();
-        panic!("{what}: not seen; the page shows: {body}");
-    }
 }
 
 /// No sideways scrolling: the page fits the screen's width.

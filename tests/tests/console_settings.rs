@@ -17,6 +17,7 @@ use gateway::app::WebConfig;
 use gateway::clock::{Clock, ManualClock};
 use gateway::console::auth::AuthConfig;
 use roomgate_tests::browser::{Browser, Page, artifacts_dir};
+use roomgate_tests::console::wait_js;
 use roomgate_tests::wait_for;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject as _;
@@ -905,16 +906,6 @@ async fn settings_accounts_tokens_certificate_site_file_csv_and_audit() {
     h.running.shutdown().await;
 }
 
-async fn wait_js(page: &Page, script: &str) {
-    if let Err(e) = page.wait_until(script, WAIT).await {
-        let body = page
-            .eval("document.querySelector('main').innerText")
-            .await
-            .unwrap_or_default();
-        panic!("{e}\nthe page shows:\n{}", body.as_str().unwrap_or(""));
-    }
-}
-
 async fn disabled(page: &Page, selector: &str) -> bool {
     let sel = serde_json::json!(selector);
     page.eval(&format!("document.querySelector({sel}).disabled"))
@@ -933,8 +924,11 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
     let shots = artifacts_dir("console-settings");
     let url = |path: &str| format!("https://{}{path}", h.running.addr);
 
-    let cert = std::fs::read(h.data.join(gateway::console::tls::CERT_FILE)).expect("certificate");
-    let browser = Browser::launch_trusting(&cert).await.expect("chromium starts");
+    let cert = h.running.console.cert.as_ref().expect("HTTPS");
+    let pem = std::fs::read(cert.cert_path()).expect("the gateway's certificate");
+    let browser = Browser::launch_trusting(&pem)
+        .await
+        .expect("chromium starts");
     let page = browser.page(1280, 900).await.expect("a page");
     page.goto(&url("/login?lang=en")).await.expect("login page");
     page.fill("input[name=name]", "ada").await.expect("name");
@@ -956,6 +950,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("check");
     wait_js(
         &page,
+        "the check's diff",
         "document.querySelector('#site-form [data-out]').textContent.includes('Big boardroom')",
     )
     .await;
@@ -969,6 +964,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("apply");
     wait_js(
         &page,
+        "the apply's answer",
         "document.querySelector('#site-form [data-out]').textContent.includes('Applied.')",
     )
     .await;
@@ -986,6 +982,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("check");
     wait_js(
         &page,
+        "the broken line's number",
         &format!(
             "document.querySelector('#site-form [data-out]').textContent.includes('line {bad_line}, column')"
         ),
@@ -1011,6 +1008,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("create");
     wait_js(
         &page,
+        "the token's secret",
         "/[0-9a-f]{64}/.test(document.querySelector('#token-create .form-result').textContent)",
     )
     .await;
@@ -1043,6 +1041,7 @@ async fn the_pages_check_before_they_apply_in_a_browser() {
         .expect("verify");
     wait_js(
         &page,
+        "the backup verified",
         "document.querySelector('#restore-result').textContent.includes('校验通过')",
     )
     .await;

@@ -15,6 +15,7 @@ use drivers::sim::{SimDevice, SimKind};
 use gateway::clock::{Clock, ManualClock};
 use gateway::console::auth::Scope;
 use roomgate_tests::browser::{Browser, Page, artifacts_dir};
+use roomgate_tests::console::{wait_state, wait_text};
 use roomgate_tests::{Api, Request, http, send, wait_for};
 use scenes::{Span, Timestamp};
 use serde_json::json;
@@ -249,19 +250,6 @@ impl Harness {
     }
 }
 
-/// Waits until the element's text is `want`.
-async fn wait_text(page: &Page, selector: &str, want: &str) {
-    let script = format!(
-        "(() => {{ const e = document.querySelector({sel}); return !!e && e.textContent.trim() === {want}; }})()",
-        sel = json!(selector),
-        want = json!(want)
-    );
-    if page.wait_until(&script, WAIT).await.is_err() {
-        let got = page.text(selector).await.ok().flatten();
-        panic!("{selector}: wanted {want:?}, the page shows {got:?}");
-    }
-}
-
 /// Waits until the element's text contains `want`.
 async fn wait_contains(page: &Page, selector: &str, want: &str) {
     let script = format!(
@@ -289,20 +277,6 @@ async fn enabled(page: &Page, selector: &str) -> bool {
         sel = json!(selector)
     );
     page.eval(&script).await.expect("eval") == json!(true)
-}
-
-async fn wait_state(page: &Page, state: &str) {
-    let script = format!(
-        "document.getElementById('panel').className === {}",
-        json!(format!("state-{state}"))
-    );
-    if page.wait_until(&script, WAIT).await.is_err() {
-        let got = page
-            .eval("document.getElementById('panel').className")
-            .await
-            .ok();
-        panic!("the panel should show {state}, it shows {got:?}");
-    }
 }
 
 /// Taps a button and waits for the server's answer on screen.

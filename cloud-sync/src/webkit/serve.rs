@@ -114,8 +114,8 @@ where
 
 /// The request's cookies as one `Cookie` value. HTTP/2 clients may send each cookie in its own
 /// `cookie` field (RFC 9113 §8.2.3; Chromium does): they are joined again with "; ".
-pub fn cookies() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone
-{
+pub fn cookies()
+-> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
     warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
         let all: Vec<&str> = headers
             .get_all("cookie")
@@ -128,12 +128,15 @@ pub fn cookies() -> impl Filter<Extract = (Option<String>,), Error = std::conver
 
 /// The host the client asked for: the `Host` header (HTTP/1.1), else the request's authority
 /// (HTTP/2, which browsers speak over HTTPS, has no `Host` header).
-pub fn host() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
+pub fn host() -> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone
+{
     warp::header::optional::<String>("host")
         .or(warp::any().map(|| None))
         .unify()
         .and(warp::host::optional().or(warp::any().map(|| None)).unify())
-        .map(|host: Option<String>, authority: Option<warp::host::Authority>| {
-            host.or_else(|| authority.map(|a| a.to_string()))
-        })
+        .map(
+            |host: Option<String>, authority: Option<warp::host::Authority>| {
+                host.or_else(|| authority.map(|a| a.to_string()))
+            },
+        )
 }
