@@ -976,13 +976,16 @@ async fn the_pages_work_in_a_browser_on_a_laptop_and_a_tablet() {
     page.click(&format!("{form} .step-row[data-row='3'] [data-remove-row]"))
         .await
         .expect("remove row");
+    // Saving reloads the page: mark this one, so the wait is for the reloaded page.
+    page.eval("window.__beforeSave = true").await.expect("mark");
     page.click(&format!("{form} button[type='submit']"))
         .await
         .expect("save");
     wait_js(
         &page,
-        "the saved scene",
-        "!!document.querySelector('#scene-present')",
+        "the saved scene on the reloaded page",
+        "!window.__beforeSave && document.readyState === 'complete' \
+         && !!document.querySelector('#scene-present')",
     )
     .await;
     page.screenshot(&shots.join("scenes-laptop.png"))
