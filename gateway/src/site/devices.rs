@@ -770,10 +770,13 @@ pub(super) fn build_field(
             });
         }
     }
-    if field
-        .devices
-        .iter()
-        .any(|d| matches!(d.kind, DeviceKind::Bacnet(_)))
+    // The network's settings are kept when written even before the first BACnet device is
+    // added: the console's discovery (Who-Is) runs on them.
+    if bacnet.is_some()
+        || field
+            .devices
+            .iter()
+            .any(|d| matches!(d.kind, DeviceKind::Bacnet(_)))
     {
         field.bacnet = Some(build_bacnet(ck, bacnet));
     }

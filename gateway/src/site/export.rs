@@ -624,6 +624,20 @@ groups = ["cleaning"]
         }
     }
 
+    #[test]
+    fn a_room_without_capacity_and_bacnet_settings_without_devices_survive_a_round_trip() {
+        let src = "[site]\nname = \"Lab\"\n\n[bacnet]\ninterface = \"127.0.0.7\"\n\n\
+                   [[rooms]]\nid = \"r1\"\nname = \"Room 1\"\nkind = \"bookable\"\n";
+        let doc = SiteDocument::load(src).expect("valid");
+        // Discovery runs on the configured interface before the first BACnet device exists.
+        let net = doc.site().bacnet.as_ref().expect("[bacnet] kept without devices");
+        assert_eq!(net.interface.to_string(), "127.0.0.7");
+        let text = doc.to_toml().expect("toml");
+        assert!(!text.contains("capacity"), "no capacity = 0 written:\n{text}");
+        assert!(text.contains("interface = \"127.0.0.7\""), "{text}");
+        assert_round_trip(src);
+    }
+
     const SMALL: &str = r#"
 [site]
 name = "Templates"

@@ -307,12 +307,17 @@ impl PolicyFile {
     }
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RoomFile {
     id: Spanned<String>,
     name: String,
-    #[serde(default)]
+    /// 0 (the default) means "not given": the site file leaves it out when written back.
+    #[serde(default, skip_serializing_if = "is_zero")]
     capacity: u32,
     kind: KindFile,
     template: Option<Spanned<String>>,
