@@ -630,10 +630,17 @@ groups = ["cleaning"]
                    [[rooms]]\nid = \"r1\"\nname = \"Room 1\"\nkind = \"bookable\"\n";
         let doc = SiteDocument::load(src).expect("valid");
         // Discovery runs on the configured interface before the first BACnet device exists.
-        let net = doc.site().bacnet.as_ref().expect("[bacnet] kept without devices");
+        let net = doc
+            .site()
+            .bacnet
+            .as_ref()
+            .expect("[bacnet] kept without devices");
         assert_eq!(net.interface.to_string(), "127.0.0.7");
         let text = doc.to_toml().expect("toml");
-        assert!(!text.contains("capacity"), "no capacity = 0 written:\n{text}");
+        assert!(
+            !text.contains("capacity"),
+            "no capacity = 0 written:\n{text}"
+        );
         assert!(text.contains("interface = \"127.0.0.7\""), "{text}");
         assert_round_trip(src);
     }
