@@ -315,7 +315,7 @@ async fn every_route_refuses_a_caller_without_credentials() {
     assert_eq!(page.status, 200, "{}", page.text);
     assert!(page.text.contains("Boardroom"));
     let cookie = page.set_cookie("rg_panel").expect("the panel's cookie");
-    for attr in ["HttpOnly", "SameSite=Strict", "Secure"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/panel/r1;"] {
         assert!(cookie.contains(attr), "{cookie}");
     }
     let r = send(
@@ -348,6 +348,10 @@ async fn every_route_refuses_a_caller_without_credentials() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let r = http(&gw.anon, "GET", &format!("/display?token={display}"), None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let cookie = r.set_cookie("rg_panel").expect("the display's cookie");
+    assert!(cookie.contains("Path=/display;"), "{cookie}");
     for wrong in [&r1, &metrics] {
         let r = http(&gw.anon, "GET", &format!("/display?token={wrong}"), None).await;
         assert_eq!(r.status, 401);

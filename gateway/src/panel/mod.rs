@@ -25,7 +25,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
 use crate::api::{FloorSnapshot, RoomDto, TimeFmt};
-use crate::console::auth::{Caller, PANEL_COOKIE};
+use crate::console::auth::{Caller, PANEL_COOKIE, Scope};
 use crate::console::{Console, Denied, RequestInfo, request_info};
 use crate::i18n::{Lang, Msg};
 use crate::runtime::{ApiError, BookingRequest, GatewayHandle, REQUEST_TIMEOUT, RoomAction};
@@ -417,9 +417,22 @@ fn panel_caller(c: &Console, req: &RequestInfo) -> (Option<Caller>, Grant) {
         .filter(|t| !t.is_empty());
     if let Some(token) = query_token {
         let caller = c.accounts.token(token).ok().flatten();
-        let set_cookie = caller.as_ref().map(|_| {
+        // Scoped to what the token opens, so one browser can hold a panel's and the display's
+        // cookie side by side (room ids are path-safe: the site file's id rule).
+        let set_cookie = caller.as_ref().map(|k| {
+            let path = match k {
+                Caller::Token {
+                    scope: Scope::Panel { room },
+                    ..
+                } => format!("/panel/{room}"),
+                Caller::Token {
+                    scope: Scope::Display,
+                    ..
+                } => "/display".to_owned(),
+                _ => "/".to_owned(),
+            };
             format!(
-                "{PANEL_COOKIE}={token}; HttpOnly; SameSite=Strict; Secure; Path=/; Max-Age=315360000"
+                "{PANEL_COOKIE}={token}; HttpOnly; SameSite=Strict; Secure; Path={path}; Max-Age=315360000"
             )
         });
         return (caller, Grant { set_cookie });
