@@ -26,8 +26,8 @@ use warp::{Filter, Reply};
 
 use super::auth::{Caller, Role};
 use super::{
-    PageCtx, RequestInfo, apply_edit, esc, form_body, form_errors, html, layout, need, page_lang,
-    remember, with_ctx,
+    PageCtx, RequestInfo, esc, form_body, form_errors, html, layout, need, page_lang, remember,
+    with_ctx,
 };
 use crate::api::{BusDto, DeviceDto, FloorSnapshot};
 use crate::i18n::{Lang, catalog};
@@ -1035,7 +1035,7 @@ pub fn device_body(
 // Routes
 // ---------------------------------------------------------------------------------------
 
-/// The running site's document (for display and pre-filled forms; edits use `apply_edit`).
+/// The running site's document (for display and pre-filled forms; edits use `PageCtx::apply_edit`).
 pub(crate) async fn document(ctx: &PageCtx) -> Result<SiteDocument, String> {
     let text = ctx.site.current_toml().await.map_err(|e| e.to_string())?;
     SiteDocument::load(&text).map_err(|e| e.to_string())
@@ -1208,12 +1208,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
             |caller: Caller, req: RequestInfo, f: HashMap<String, String>, ctx: PageCtx| async move {
                 let form = form_of(f);
                 let id = form_id(&form);
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "device.add",
                     &id,
                     &format!("/devices/{id}"),
@@ -1236,12 +1233,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              ctx: PageCtx| async move {
                 let form = form_of(f);
                 let id = form_id(&form);
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "device.edit",
                     &original,
                     &format!("/devices/{id}"),
@@ -1257,17 +1251,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .and(with_ctx(ctx))
         .then(
             |id: String, caller: Caller, req: RequestInfo, ctx: PageCtx| async move {
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "device.remove",
-                    &id,
-                    "/devices",
-                    |doc| edit::remove_device(doc, &id),
-                )
+                ctx.apply_edit(&caller, &req, "device.remove", &id, "/devices", |doc| {
+                    edit::remove_device(doc, &id)
+                })
                 .await
             },
         )
@@ -1285,17 +1271,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              ctx: PageCtx| async move {
                 let form = form_of(f);
                 let target = format!("{device}/{}", form_id(&form));
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "point.add",
-                    &target,
-                    "reload",
-                    |doc| edit::upsert_point(doc, &device, None, &form),
-                )
+                ctx.apply_edit(&caller, &req, "point.add", &target, "reload", |doc| {
+                    edit::upsert_point(doc, &device, None, &form)
+                })
                 .await
             },
         )
@@ -1313,12 +1291,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              f: HashMap<String, String>,
              ctx: PageCtx| async move {
                 let form = form_of(f);
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "point.edit",
                     &format!("{device}/{point}"),
                     "reload",
@@ -1334,12 +1309,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .and(with_ctx(ctx))
         .then(
             |device: String, point: String, caller: Caller, req: RequestInfo, ctx: PageCtx| async move {
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "point.remove",
                     &format!("{device}/{point}"),
                     "reload",
@@ -1456,12 +1428,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .then(
             |caller: Caller, req: RequestInfo, f: HashMap<String, String>, ctx: PageCtx| async move {
                 let form = form_of(f);
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "bus.add",
                     &form_id(&form),
                     "reload",
@@ -1483,17 +1452,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              f: HashMap<String, String>,
              ctx: PageCtx| async move {
                 let form = form_of(f);
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "bus.edit",
-                    &original,
-                    "reload",
-                    |doc| edit::upsert_bus(doc, Some(&original), &form),
-                )
+                ctx.apply_edit(&caller, &req, "bus.edit", &original, "reload", |doc| {
+                    edit::upsert_bus(doc, Some(&original), &form)
+                })
                 .await
             },
         )
@@ -1504,17 +1465,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .and(with_ctx(ctx))
         .then(
             |id: String, caller: Caller, req: RequestInfo, ctx: PageCtx| async move {
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "bus.remove",
-                    &id,
-                    "reload",
-                    |doc| edit::remove_bus(doc, &id),
-                )
+                ctx.apply_edit(&caller, &req, "bus.remove", &id, "reload", |doc| {
+                    edit::remove_bus(doc, &id)
+                })
                 .await
             },
         )

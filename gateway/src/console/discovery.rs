@@ -20,8 +20,8 @@ use warp::reply::Response;
 use super::auth::{Caller, Role};
 use super::devices::select;
 use super::{
-    PageCtx, RequestInfo, apply_edit, encode_component, esc, form_body, html, layout, need,
-    page_lang, remember, with_ctx,
+    PageCtx, RequestInfo, encode_component, esc, form_body, html, layout, need, page_lang,
+    remember, with_ctx,
 };
 use crate::i18n::{Lang, catalog};
 use crate::runtime::{ApiError, FoundDevice, ObjectSummary, ScanProbe, ScanTarget, UnitAnswer};
@@ -1020,12 +1020,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
                 let form: Form = f.into_iter().collect();
                 let (into, rows) = import_request(&form);
                 let device = into.device_id();
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "discovery.import",
                     &device,
                     &format!("/devices/{device}"),

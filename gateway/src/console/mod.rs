@@ -977,53 +977,53 @@ pub fn local_time(g: &crate::runtime::GatewayHandle, ms: i64) -> String {
     t.get(..19).map(|s| s.replace('T', " ")).unwrap_or(t)
 }
 
-/// Applies a console form's edit of the site (`crate::site::edit`) and answers the form: its
-/// field errors (422), the gateway's refusal, or `reload` (or `then`) after the change is live
-/// and written back to the site file. The change goes into the audit log with its diff.
-#[allow(clippy::too_many_arguments)]
-pub async fn apply_edit(
-    c: &Console,
-    caller: &Caller,
-    req: &RequestInfo,
-    g: &crate::runtime::GatewayHandle,
-    source: &crate::reload::SiteSource,
-    action: &str,
-    target: &str,
-    then: &str,
-    edit: impl FnOnce(
-        &crate::site::SiteDocument,
-    ) -> Result<crate::site::SiteDocument, crate::site::edit::FormErrors>,
-) -> Response {
-    match source.edit(g, false, edit).await {
-        Err(errors) => {
-            let fields: Vec<(String, String)> = errors
-                .fields
-                .iter()
-                .map(|f| (f.field.clone(), f.message.clone()))
-                .collect();
-            let general = errors.form.join("; ");
-            form_errors(&fields, (!general.is_empty()).then_some(general.as_str()))
-        }
-        Ok(Err(refusal)) => {
-            let mut text = refusal.to_string();
-            for e in refusal.errors() {
-                text.push_str(&format!("\n{}: {}", e.path, e.message));
-            }
-            form_errors(&[], Some(&text))
-        }
-        Ok(Ok(answer)) => {
-            c.audit(caller, &req.from(), action, target, &answer.diff.join("\n"));
-            form_go(then)
-        }
-    }
-}
-
 /// What the console's pages work with.
 #[derive(Clone)]
 pub struct PageCtx {
     pub console: Arc<Console>,
     pub gateway: crate::runtime::GatewayHandle,
     pub site: Arc<crate::reload::SiteSource>,
+}
+
+impl PageCtx {
+    /// Applies a console form's edit of the site (`crate::site::edit`) and answers the form: its
+    /// field errors (422), the gateway's refusal, or `reload` (or `then`) after the change is live
+    /// and written back to the site file. The change goes into the audit log with its diff.
+    pub async fn apply_edit(
+        &self,
+        caller: &Caller,
+        req: &RequestInfo,
+        action: &str,
+        target: &str,
+        then: &str,
+        edit: impl FnOnce(
+            &crate::site::SiteDocument,
+        ) -> Result<crate::site::SiteDocument, crate::site::edit::FormErrors>,
+    ) -> Response {
+        match self.site.edit(&self.gateway, false, edit).await {
+            Err(errors) => {
+                let fields: Vec<(String, String)> = errors
+                    .fields
+                    .iter()
+                    .map(|f| (f.field.clone(), f.message.clone()))
+                    .collect();
+                let general = errors.form.join("; ");
+                form_errors(&fields, (!general.is_empty()).then_some(general.as_str()))
+            }
+            Ok(Err(refusal)) => {
+                let mut text = refusal.to_string();
+                for e in refusal.errors() {
+                    text.push_str(&format!("\n{}: {}", e.path, e.message));
+                }
+                form_errors(&[], Some(&text))
+            }
+            Ok(Ok(answer)) => {
+                self.console
+                    .audit(caller, &req.from(), action, target, &answer.diff.join("\n"));
+                form_go(then)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PageCtx {

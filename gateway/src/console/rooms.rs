@@ -29,8 +29,8 @@ use warp::{Filter, Rejection, Reply};
 
 use super::auth::{Caller, Role, Scope, TokenInfo};
 use super::{
-    PageCtx, RequestInfo, apply_edit, encode_component, esc, form_body, form_done, form_errors,
-    form_go, html, layout, need, page_lang, remember, with_ctx,
+    PageCtx, RequestInfo, encode_component, esc, form_body, form_done, form_errors, form_go, html,
+    layout, need, page_lang, remember, with_ctx,
 };
 use crate::api::{ActivityDto, DeviceDto, FloorSnapshot, RoomBookingDto, RoomDto, TimeFmt};
 use crate::i18n::{Lang, Msg, catalog};
@@ -242,10 +242,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
                 let form: Form = f.into_iter().collect();
                 let id = form.get("id").map(|s| s.trim().to_owned()).unwrap_or_default();
                 let then = format!("/rooms/{}", encode_component(&id));
-                apply_edit(
-                    &ctx.console, &caller, &req, &ctx.gateway, &ctx.site, "room.add", &id, &then,
-                    |doc| edit::upsert_room(doc, None, &form),
-                )
+                ctx.apply_edit(&caller, &req, "room.add", &id, &then, |doc| {
+                    edit::upsert_room(doc, None, &form)
+                })
                 .await
             },
         )
@@ -275,17 +274,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
                     .filter(|s| !s.is_empty())
                     .unwrap_or_else(|| id.clone());
                 let then = format!("/rooms/{}", encode_component(&new_id));
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "room.change",
-                    &id,
-                    &then,
-                    |doc| edit::upsert_room(doc, Some(&id), &form),
-                )
+                ctx.apply_edit(&caller, &req, "room.change", &id, &then, |doc| {
+                    edit::upsert_room(doc, Some(&id), &form)
+                })
                 .await
             },
         )
@@ -296,17 +287,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .and(with_ctx(ctx))
         .then(
             |id: String, caller: Caller, req: RequestInfo, ctx: PageCtx| async move {
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "room.remove",
-                    &id,
-                    "/rooms",
-                    |doc| edit::remove_room(doc, &id),
-                )
+                ctx.apply_edit(&caller, &req, "room.remove", &id, "/rooms", |doc| {
+                    edit::remove_room(doc, &id)
+                })
                 .await
             },
         )
@@ -323,17 +306,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              f: HashMap<String, String>,
              ctx: PageCtx| async move {
                 let form: Form = f.into_iter().collect();
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "room.policy",
-                    &id,
-                    "reload",
-                    |doc| edit::set_policy(doc, &id, &form),
-                )
+                ctx.apply_edit(&caller, &req, "room.policy", &id, "reload", |doc| {
+                    edit::set_policy(doc, &id, &form)
+                })
                 .await
             },
         )
@@ -350,17 +325,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              f: HashMap<String, String>,
              ctx: PageCtx| async move {
                 let form: Form = f.into_iter().collect();
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "room.bindings",
-                    &id,
-                    "reload",
-                    |doc| edit::set_bindings(doc, &id, &form),
-                )
+                ctx.apply_edit(&caller, &req, "room.bindings", &id, "reload", |doc| {
+                    edit::set_bindings(doc, &id, &form)
+                })
                 .await
             },
         )

@@ -16,8 +16,8 @@ use warp::{Filter, Reply};
 use super::auth::{Caller, Role};
 use super::rooms::{answer_denied, input, room_scenes, run_scene, scene_names, select, site_doc};
 use super::{
-    PageCtx, RequestInfo, apply_edit, encode_component, esc, form_body, html, layout, need,
-    page_lang, remember, with_ctx,
+    PageCtx, RequestInfo, encode_component, esc, form_body, html, layout, need, page_lang,
+    remember, with_ctx,
 };
 use crate::i18n::{Lang, catalog};
 use crate::site::SiteDocument;
@@ -78,12 +78,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
             |caller: Caller, req: RequestInfo, f: HashMap<String, String>, ctx: PageCtx| async move {
                 let form: Form = f.into_iter().collect();
                 let name = form.get("name").map(|s| s.trim().to_owned()).unwrap_or_default();
-                apply_edit(
-                    &ctx.console,
+                ctx.apply_edit(
                     &caller,
                     &req,
-                    &ctx.gateway,
-                    &ctx.site,
                     "scene.add",
                     &name,
                     "/scenes",
@@ -105,17 +102,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
              f: HashMap<String, String>,
              ctx: PageCtx| async move {
                 let form: Form = f.into_iter().collect();
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "scene.change",
-                    &name,
-                    "/scenes",
-                    |doc| edit::upsert_scene(doc, Some(&name), &form),
-                )
+                ctx.apply_edit(&caller, &req, "scene.change", &name, "/scenes", |doc| {
+                    edit::upsert_scene(doc, Some(&name), &form)
+                })
                 .await
             },
         )
@@ -126,17 +115,9 @@ pub fn routes(ctx: &PageCtx) -> BoxedFilter<(Response,)> {
         .and(with_ctx(ctx))
         .then(
             |name: String, caller: Caller, req: RequestInfo, ctx: PageCtx| async move {
-                apply_edit(
-                    &ctx.console,
-                    &caller,
-                    &req,
-                    &ctx.gateway,
-                    &ctx.site,
-                    "scene.remove",
-                    &name,
-                    "/scenes",
-                    |doc| edit::remove_scene(doc, &name),
-                )
+                ctx.apply_edit(&caller, &req, "scene.remove", &name, "/scenes", |doc| {
+                    edit::remove_scene(doc, &name)
+                })
                 .await
             },
         )
